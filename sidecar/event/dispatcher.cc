@@ -1,0 +1,209 @@
+#include "sidecar/event/dispatcher.h"
+
+#include <event2/event.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+
+namespace connwarden::event {
+
+void assertFailed(const char* cond, const char* file, int line) {
+  std::fprintf(stderr, "connwarden: assertion failed: %s at %s:%d\n", cond, file, line);
+  std::abort();
+}
+
+namespace {
+timeval toTimeval(std::chrono::milliseconds ms) {
+  timeval tv;
+  tv.tv_sec = ms.count() / 1000;
+  tv.tv_usec = (ms.count() % 1000) * 1000;
+  return tv;
+}
+}  // namespace
+
+// --- Timer ------------------------------------------------------------------------------------
+
+Timer::Timer(event_base* base, std::function<void()> cb)
+    : cb_(std::move(cb)), ev_(evtimer_new(base, &Timer::onFire, this)) {
+  CW_ASSERT(ev_ != nullptr);
+}
+
+Timer::~Timer() { event_free(ev_); }
+
+void Timer::enable(std::chrono::milliseconds after) {
+  timeval tv = toTimeval(after);
+  evtimer_add(ev_, &tv);
+}
+
+void Timer::disable() { evtimer_del(ev_); }
+
+bool Timer::enabled() const { return evtimer_pending(ev_, nullptr) != 0; }
+
+void Timer::onFire(int, short, void* arg) {
+  auto* self = static_cast<Timer*>(arg);
+  self->cb_();  // may destroy self
+}
+
+// --- FileEvent ----------------------------------------------------------------------------------
+
+FileEvent::FileEvent(event_base* base, int fd, std::function<void(uint32_t)> cb)
+    : cb_(std::move(cb)),
+      read_ev_(event_new(base, fd, EV_READ | EV_PERSIST, &FileEvent::onReady, this)),
+      write_ev_(event_new(base, fd, EV_WRITE | EV_PERSIST, &FileEvent::onReady, this)) {
+  CW_ASSERT(read_ev_ != nullptr && write_ev_ != nullptr);
+}
+
+FileEvent::~FileEvent() {
+  event_free(read_ev_);
+  event_free(write_ev_);
+}
+
+void FileEvent::setEnabled(uint32_t events) {
+  const uint32_t changed = events ^ enabled_;
+  if (changed & FileReadyType::kRead) {
+    if (events & FileReadyType::kRead) {
+      event_add(read_ev_, nullptr);
+    } else {
+      event_del(read_ev_);
+    }
+  }
+  if (changed & FileReadyType::kWrite) {
+    if (events & FileReadyType::kWrite) {
+      event_add(write_ev_, nullptr);
+    } else {
+      event_del(write_ev_);
+    }
+  }
+  enabled_ = events;
+}
+
+void FileEvent::activate(uint32_t events) {
+  if (events & FileReadyType::kRead) event_active(read_ev_, EV_READ, 0);
+  if (events & FileReadyType::kWrite) event_active(write_ev_, EV_WRITE, 0);
+}
+
+void FileEvent::onReady(int, short what, void* arg) {
+  auto* self = static_cast<FileEvent*>(arg);
+  uint32_t events = 0;
+  if (what & EV_READ) events |= FileReadyType::kRead;
+  if (what & EV_WRITE) events |= FileReadyType::kWrite;
+  self->cb_(events);  // may destroy self
+}
+
+// --- Dispatcher ---------------------------------------------------------------------------------
+
+Dispatcher::Dispatcher(std::string name) : name_(std::move(name)) {
+  event_config* cfg = event_config_new();
+  // One thread per base: no locking inside libevent. Batch epoll_ctl changes per iteration.
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_NOLOCK);
+  event_config_set_flag(cfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+  base_ = event_base_new_with_config(cfg);
+  event_config_free(cfg);
+  CW_ASSERT(base_ != nullptr);
+
+  post_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  CW_ASSERT(post_fd_ >= 0);
+  post_ev_ = event_new(base_, post_fd_, EV_READ | EV_PERSIST, &Dispatcher::onPosted, this);
+  event_add(post_ev_, nullptr);
+  deferred_ev_ = event_new(base_, -1, 0, &Dispatcher::onDeferredDelete, this);
+}
+
+Dispatcher::~Dispatcher() {
+  runPosted();
+  clearDeferredDeletes();
+  event_free(deferred_ev_);
+  event_free(post_ev_);
+  ::close(post_fd_);
+  event_base_free(base_);
+}
+
+void Dispatcher::run() {
+  thread_id_.store(std::this_thread::get_id());
+  event_base_loop(base_, 0);
+  runPosted();
+  clearDeferredDeletes();
+  // The loop is over: whoever tears the worker down may touch what it owned.
+  thread_id_.store(std::thread::id());
+}
+
+void Dispatcher::exit() {
+  post([this] { event_base_loopbreak(base_); });
+}
+
+void Dispatcher::post(std::function<void()> fn) {
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    wake = posted_.empty();
+    posted_.push_back(std::move(fn));
+  }
+  if (wake) {
+    uint64_t one = 1;
+    ssize_t rc;
+    do {
+      rc = ::write(post_fd_, &one, sizeof(one));
+    } while (rc < 0 && errno == EINTR);
+    // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+  }
+}
+
+void Dispatcher::onPosted(int fd, short, void* arg) {
+  uint64_t count;
+  while (::read(fd, &count, sizeof(count)) > 0) {
+  }
+  static_cast<Dispatcher*>(arg)->runPosted();
+}
+
+void Dispatcher::runPosted() {
+  std::vector<std::function<void()>> batch;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    batch.swap(posted_);
+  }
+  for (auto& fn : batch) fn();
+}
+
+void Dispatcher::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
+  CW_ASSERT(isThreadSafe());
+  to_delete_.push_back(std::move(object));
+  if (!deferred_scheduled_) {
+    deferred_scheduled_ = true;
+    event_active(deferred_ev_, EV_TIMEOUT, 0);
+  }
+}
+
+void Dispatcher::onDeferredDelete(int, short, void* arg) {
+  static_cast<Dispatcher*>(arg)->clearDeferredDeletes();
+}
+
+void Dispatcher::clearDeferredDeletes() {
+  deferred_scheduled_ = false;
+  // Destructors may queue more deletions; keep going until none are left.
+  while (!to_delete_.empty()) {
+    std::vector<std::unique_ptr<DeferredDeletable>> batch;
+    batch.swap(to_delete_);
+    batch.clear();
+  }
+}
+
+std::unique_ptr<Timer> Dispatcher::createTimer(std::function<void()> cb) {
+  return std::make_unique<Timer>(base_, std::move(cb));
+}
+
+std::unique_ptr<FileEvent> Dispatcher::createFileEvent(int fd, std::function<void(uint32_t)> cb) {
+  return std::make_unique<FileEvent>(base_, fd, std::move(cb));
+}
+
+bool Dispatcher::isThreadSafe() const {
+  const std::thread::id id = thread_id_.load();
+  return id == std::thread::id() || id == std::this_thread::get_id();
+}
+
+MonotonicTime Dispatcher::now() const {
+  return std::chrono::steady_clock::now();
+}
+
+}  // namespace connwarden::event

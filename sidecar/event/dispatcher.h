@@ -1,0 +1,137 @@
+// The event loop of one worker: file events, timers, cross-thread post() and deferred deletion,
+// over one libevent event_base. Everything a worker owns is touched only from its dispatcher's
+// thread; other threads reach it only through post().
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+struct event_base;
+struct event;
+
+namespace connwarden::event {
+
+using MonotonicTime = std::chrono::steady_clock::time_point;
+
+// An object whose destruction must wait until the current callback has returned.
+class DeferredDeletable {
+ public:
+  virtual ~DeferredDeletable() = default;
+};
+
+// A one-shot timer. Destroying it cancels it. Callbacks run on the dispatcher's thread and may
+// destroy the Timer itself.
+class Timer {
+ public:
+  Timer(::event_base* base, std::function<void()> cb);
+  ~Timer();
+  Timer(const Timer&) = delete;
+  Timer& operator=(const Timer&) = delete;
+
+  void enable(std::chrono::milliseconds after);
+  void disable();
+  bool enabled() const;
+
+ private:
+  static void onFire(int, short, void* arg);
+  std::function<void()> cb_;
+  ::event* ev_;
+};
+
+// Readiness of one socket. Read and write interest are separate libevent events so that turning
+// write interest on and off (the common case) never touches read interest.
+namespace FileReadyType {
+constexpr uint32_t kRead = 0x1;
+constexpr uint32_t kWrite = 0x2;
+constexpr uint32_t kClosed = 0x4;
+}  // namespace FileReadyType
+
+class FileEvent {
+ public:
+  // `cb` receives a mask of FileReadyType bits. It may destroy the FileEvent.
+  FileEvent(::event_base* base, int fd, std::function<void(uint32_t)> cb);
+  ~FileEvent();
+  FileEvent(const FileEvent&) = delete;
+  FileEvent& operator=(const FileEvent&) = delete;
+
+  // Sets the interest to `events` (FileReadyType bits). Only changed interests reach the kernel.
+  void setEnabled(uint32_t events);
+  uint32_t enabled() const { return enabled_; }
+  // Makes the callback run on the next loop iteration with `events`, without waiting for the
+  // kernel (used when bytes are already buffered inside a transport such as TLS).
+  void activate(uint32_t events);
+
+ private:
+  static void onReady(int fd, short what, void* arg);
+  std::function<void(uint32_t)> cb_;
+  ::event* read_ev_;
+  ::event* write_ev_;
+  uint32_t enabled_ = 0;
+};
+
+class Dispatcher {
+ public:
+  explicit Dispatcher(std::string name);
+  ~Dispatcher();
+  Dispatcher(const Dispatcher&) = delete;
+  Dispatcher& operator=(const Dispatcher&) = delete;
+
+  const std::string& name() const { return name_; }
+
+  // Runs the loop on the calling thread until exit() is called. The calling thread becomes the
+  // dispatcher's thread.
+  void run();
+  // Thread-safe. Makes run() return after the current iteration.
+  void exit();
+
+  // Thread-safe. Runs `fn` on the dispatcher's thread, in posting order. Callbacks posted after
+  // the loop has stopped are run (and destroyed) by the destructor.
+  void post(std::function<void()> fn);
+
+  // Frees `object` after the current callback returns. Dispatcher thread only.
+  void deferredDelete(std::unique_ptr<DeferredDeletable> object);
+  // Frees what deferredDelete() queued, now. For teardown, outside any callback.
+  void clearDeferredDeletes();
+
+  std::unique_ptr<Timer> createTimer(std::function<void()> cb);
+  std::unique_ptr<FileEvent> createFileEvent(int fd, std::function<void(uint32_t)> cb);
+
+  // True on the dispatcher's thread (or before run() has started, while setting up).
+  bool isThreadSafe() const;
+
+  // The steady clock: timestamps compare across workers.
+  MonotonicTime now() const;
+
+  event_base* base() { return base_; }
+
+ private:
+  static void onPosted(int fd, short, void* arg);
+  static void onDeferredDelete(int, short, void* arg);
+  void runPosted();
+
+  std::string name_;
+  event_base* base_;
+  int post_fd_;
+  ::event* post_ev_;
+  ::event* deferred_ev_;
+  std::mutex post_mutex_;
+  std::vector<std::function<void()>> posted_;  // GUARDED_BY(post_mutex_)
+  std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+  bool deferred_scheduled_ = false;
+  std::atomic<std::thread::id> thread_id_{};
+};
+
+// A release assertion: for invariants of our own, never for input from the network.
+#define CW_ASSERT(cond)                                                                   \
+  do {                                                                                    \
+    if (!(cond)) ::connwarden::event::assertFailed(#cond, __FILE__, __LINE__);            \
+  } while (0)
+[[noreturn]] void assertFailed(const char* cond, const char* file, int line);
+
+}  // namespace connwarden::event

@@ -1,0 +1,29 @@
+// Settings of upstream clusters and routes, as the server layer hands them down.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "sidecar/network/address.h"
+
+namespace connwarden::http {
+
+struct ClusterConfig {
+  std::string name;
+  std::vector<network::Address> addresses;
+  std::chrono::milliseconds connect_timeout{5'000};
+  std::chrono::milliseconds response_timeout{60'000};
+  uint32_t max_idle_connections = 128;
+  std::chrono::milliseconds idle_timeout{60'000};
+};
+
+struct RouteConfig {
+  std::string name;
+  std::string host;  // "" = any; "api.example.com"; "*.example.com" (lower case)
+  std::string path_prefix;
+  std::string cluster;
+};
+
+}  // namespace connwarden::http

@@ -1,0 +1,204 @@
+#include "sidecar/http/proxy_stream.h"
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/event/log.h"
+#include "sidecar/http/server_session.h"
+
+namespace connwarden::http {
+
+ProxyStream::ProxyStream(ServerSession& session, ResponseEncoder& encoder)
+    : session_(session), encoder_(encoder) {}
+
+ProxyStream::~ProxyStream() { releaseUpstream(); }
+
+void ProxyStream::releaseUpstream() {
+  if (upstream_ == nullptr) return;
+  if (upstream_paused_by_downstream_) {
+    upstream_->readDisable(false);
+    upstream_paused_by_downstream_ = false;
+  }
+  UpstreamClient* upstream = upstream_;
+  upstream_ = nullptr;
+  pool_->release(upstream);
+}
+
+void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_stream) {
+  request_complete_ = end_stream;
+  head_ = std::move(request);
+  RequestHead* head = head_.get();
+  WorkerHttpContext& context = session_.context();
+  const Route* route = context.router.match(head->host, head->path);
+  session_.setRoute(route);
+  if (route == nullptr) {
+    const uint32_t status = session_.listener().no_route_status;
+    localReply(status, absl::StrCat("no route for ", head->host, head->path, "\n"));
+    return;
+  }
+  pool_ = context.pools[route->cluster_index].get();
+
+  removeHopByHopHeaders(head->headers, head->upgrade);
+  network::Connection& downstream = session_.connection();
+  const std::string client_ip = downstream.peerAddress().ipString();
+  bool appended = false;
+  for (HeaderMap::Field& field : head->headers.fields()) {
+    if (equalsIgnoreCase(field.name, "x-forwarded-for")) {
+      absl::StrAppend(&field.value, ", ", client_ip);
+      appended = true;
+      break;
+    }
+  }
+  if (!appended) head->headers.add("X-Forwarded-For", client_ip);
+  head->headers.remove("x-forwarded-proto");
+  head->headers.add("X-Forwarded-Proto", downstream.transport().isTls() ? "https" : "http");
+  // Our connection to the application stays alive whatever the client asked.
+  head->keep_alive = true;
+
+  if (head->expect_continue && !end_stream) encoder_.encode100Continue();
+  sendToUpstream();
+}
+
+void ProxyStream::sendToUpstream() {
+  upstream_ = pool_->acquire(*this);
+  upstream_->encodeHeaders(*head_);
+  if (request_complete_) onRequestSent();
+}
+
+void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
+  if (response_complete_ || upstream_ == nullptr) {
+    // Answered locally (or the upstream failed): the rest of the body goes nowhere.
+    data.drain(data.length());
+    request_complete_ = request_complete_ || end_stream;
+    return;
+  }
+  body_started_ = body_started_ || !data.empty();
+  upstream_->encodeData(data, end_stream);
+  if (end_stream) {
+    request_complete_ = true;
+    onRequestSent();
+  }
+}
+
+void ProxyStream::onRequestSent() {
+  const auto timeout = pool_->config().response_timeout;
+  if (timeout.count() <= 0 || response_started_) return;
+  if (response_timer_ == nullptr) {
+    response_timer_ =
+        session_.context().dispatcher.createTimer([this] { onResponseTimeout(); });
+  }
+  response_timer_->enable(timeout);
+}
+
+void ProxyStream::onResponseTimeout() {
+  CW_LOG(kInfo, "upstream %s: no response within %d ms",
+         upstream_ != nullptr ? upstream_->connection().peerAddress().toString() : "-",
+         pool_->config().response_timeout.count());
+  // The connection still owes a response we no longer want: it is not reused.
+  releaseUpstream();
+  localReply(504, "upstream did not respond in time\n");
+}
+
+void ProxyStream::decodeResponseHeaders(std::unique_ptr<ResponseHead> head, bool end_stream) {
+  if (response_timer_ != nullptr) response_timer_->disable();
+  response_started_ = true;
+  if (head->status == 101 && head_->upgrade) {
+    removeHopByHopHeaders(head->headers, /*keep_upgrade=*/true);
+    upstream_->setTunnel();
+    encoder_.encodeHeaders(*head, false);
+    session_.startTunnel();
+    return;
+  }
+  removeHopByHopHeaders(head->headers, false);
+  if (end_stream) response_complete_ = true;
+  encoder_.encodeHeaders(*head, end_stream);  // may complete the stream
+}
+
+void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
+  if (end_stream) response_complete_ = true;
+  encoder_.encodeData(data, end_stream);  // may complete the stream
+}
+
+void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
+  if (response_timer_ != nullptr) response_timer_->disable();
+  const bool reused = upstream_ != nullptr && upstream_->reused();
+  releaseUpstream();
+  // An idle keep-alive connection may have been closed by the application just as we sent on
+  // it. Without a body sent, the request can go again on a new connection, once.
+  if (reused && !retried_ && !body_started_ && !response_started_ && request_complete_ &&
+      failure == UpstreamFailure::kClosedBeforeResponse) {
+    retried_ = true;
+    sendToUpstream();
+    return;
+  }
+  CW_LOG(kInfo, "upstream failure (%s) for %s %s", upstreamFailureName(failure), head_->method,
+         head_->target);
+  if (response_started_) {
+    session_.resetAfterResponseStarted(network::CloseReason::kUpstreamError);
+    return;
+  }
+  const bool timeout = failure == UpstreamFailure::kConnectTimeout;
+  localReply(timeout ? 504 : 502, timeout ? "upstream connect timeout\n"
+                                          : absl::StrCat("upstream unavailable: ",
+                                                         std::string(upstreamFailureName(failure)),
+                                                         "\n"));
+}
+
+void ProxyStream::onUpstreamTunnelData(network::Buffer& data, bool end_stream) {
+  session_.writeTunnel(data, end_stream);
+}
+
+void ProxyStream::tunnelToUpstream(network::Buffer& data, bool end_stream) {
+  if (upstream_ == nullptr) {
+    data.drain(data.length());
+    return;
+  }
+  upstream_->sendTunnelData(data, end_stream);
+}
+
+void ProxyStream::onUpstreamAboveWriteHighWatermark() {
+  if (!downstream_paused_by_upstream_) {
+    downstream_paused_by_upstream_ = true;
+    session_.readDisableDownstream(true);
+  }
+}
+
+void ProxyStream::onUpstreamBelowWriteLowWatermark() {
+  if (downstream_paused_by_upstream_) {
+    downstream_paused_by_upstream_ = false;
+    session_.readDisableDownstream(false);
+  }
+}
+
+void ProxyStream::onDownstreamWatermark(bool above) {
+  if (upstream_ == nullptr || above == upstream_paused_by_downstream_) return;
+  upstream_paused_by_downstream_ = above;
+  upstream_->readDisable(above);
+}
+
+void ProxyStream::cancel() {
+  if (response_timer_ != nullptr) response_timer_->disable();
+  if (downstream_paused_by_upstream_) {
+    downstream_paused_by_upstream_ = false;
+    session_.readDisableDownstream(false);
+  }
+  releaseUpstream();
+}
+
+void ProxyStream::localReply(int status, std::string_view body) {
+  response_started_ = true;
+  response_complete_ = true;
+  if (!request_complete_) {
+    // The rest of the request body will not be read: this must be the last response.
+    encoder_.setCloseAfterResponse();
+  }
+  ResponseHead head;
+  head.status = status;
+  head.reason = std::string(reasonPhrase(status));
+  head.headers.add("Content-Type", "text/plain");
+  head.content_length = body.size();
+  network::Buffer data;
+  data.add(body);
+  encoder_.encodeHeaders(head, false);
+  encoder_.encodeData(data, true);  // completes the stream
+}
+
+}  // namespace connwarden::http

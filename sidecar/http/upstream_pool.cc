@@ -1,0 +1,199 @@
+#include "sidecar/http/upstream_pool.h"
+
+#include "sidecar/event/log.h"
+
+namespace connwarden::http {
+
+std::string_view upstreamFailureName(UpstreamFailure failure) {
+  switch (failure) {
+    case UpstreamFailure::kConnectFailed: return "connect_failed";
+    case UpstreamFailure::kConnectTimeout: return "connect_timeout";
+    case UpstreamFailure::kClosedBeforeResponse: return "closed_before_response";
+    case UpstreamFailure::kClosedMidResponse: return "closed_mid_response";
+    case UpstreamFailure::kProtocolError: return "protocol_error";
+  }
+  return "unknown";
+}
+
+// --- UpstreamClient -----------------------------------------------------------------------------
+
+UpstreamClient::UpstreamClient(UpstreamPool& pool, network::ConnectionPtr connection)
+    : pool_(pool), connection_(std::move(connection)) {
+  connection_->setCallbacks(*this);
+  // One timer for the client's life: the connect timeout while connecting, the idle timeout
+  // while pooled. Re-arming it per request costs no allocation.
+  timer_ = pool_.dispatcher_.createTimer([this] { onTimer(); });
+}
+
+void UpstreamClient::onTimer() {
+  if (idle_) {
+    pool_.destroy(this);
+  } else if (!connected_) {
+    ++pool_.connect_failures_;
+    fail(UpstreamFailure::kConnectTimeout);
+  }
+}
+
+UpstreamClient::~UpstreamClient() {
+  if (connection_->state() != network::Connection::State::kClosed) {
+    closed_ = true;
+    connection_->close(network::Connection::CloseType::kNoFlush, network::CloseReason::kShutdown);
+  }
+}
+
+void UpstreamClient::encodeHeaders(const RequestHead& head) {
+  ++requests_;
+  codec_.encodeHeaders(head, *callbacks_, scratch_);
+  connection_->write(scratch_);
+}
+
+void UpstreamClient::encodeData(network::Buffer& data, bool end_stream) {
+  codec_.encodeData(data, end_stream, scratch_);
+  connection_->write(scratch_);
+}
+
+void UpstreamClient::setTunnel() { tunnel_ = true; }
+
+void UpstreamClient::sendTunnelData(network::Buffer& data, bool end_stream) {
+  connection_->write(data, end_stream);
+}
+
+void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
+  if (idle_ || callbacks_ == nullptr) {
+    // Bytes nobody asked for, or a FIN: this connection can carry no further request.
+    data.drain(data.length());
+    pool_.destroy(this);
+    return;
+  }
+  if (tunnel_) {
+    callbacks_->onUpstreamTunnelData(data, end_stream);
+    return;
+  }
+  if (!codec_.dispatch(data)) {
+    CW_LOG(kWarn, "upstream %s: %s", connection_->peerAddress().toString(), codec_.error());
+    fail(UpstreamFailure::kProtocolError);
+    return;
+  }
+  if (end_stream && callbacks_ != nullptr && !codec_.responseComplete()) {
+    const bool started = codec_.responseStarted();
+    if (!codec_.onConnectionClosed()) {
+      fail(started ? UpstreamFailure::kClosedMidResponse : UpstreamFailure::kClosedBeforeResponse);
+    }
+  }
+}
+
+void UpstreamClient::onEvent(network::ConnectionEvent event) {
+  if (event == network::ConnectionEvent::kConnected) {
+    connected_ = true;
+    timer_->disable();
+    return;
+  }
+  if (closed_) return;
+  closed_ = true;
+  if (idle_) {
+    pool_.destroy(this);
+    return;
+  }
+  if (callbacks_ == nullptr) return;
+  if (!connected_) {
+    ++pool_.connect_failures_;
+    fail(UpstreamFailure::kConnectFailed);
+    return;
+  }
+  if (tunnel_) {
+    network::Buffer empty;
+    callbacks_->onUpstreamTunnelData(empty, true);
+    return;
+  }
+  if (!codec_.responseComplete()) {
+    const bool started = codec_.responseStarted();
+    if (!codec_.onConnectionClosed()) {
+      fail(started ? UpstreamFailure::kClosedMidResponse : UpstreamFailure::kClosedBeforeResponse);
+    }
+  }
+}
+
+void UpstreamClient::onAboveWriteBufferHighWatermark() {
+  if (callbacks_ != nullptr) callbacks_->onUpstreamAboveWriteHighWatermark();
+}
+
+void UpstreamClient::onBelowWriteBufferLowWatermark() {
+  if (callbacks_ != nullptr) callbacks_->onUpstreamBelowWriteLowWatermark();
+}
+
+void UpstreamClient::fail(UpstreamFailure failure) {
+  UpstreamCallbacks* callbacks = callbacks_;
+  callbacks_ = nullptr;
+  codec_.reset();
+  timer_->disable();
+  if (!closed_) {
+    closed_ = true;
+    connection_->close(network::Connection::CloseType::kNoFlush,
+                       network::CloseReason::kUpstreamError);
+  }
+  if (callbacks != nullptr) callbacks->onUpstreamFailure(failure);
+}
+
+// --- UpstreamPool -------------------------------------------------------------------------------
+
+UpstreamPool::UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& config)
+    : dispatcher_(dispatcher), config_(config) {}
+
+UpstreamPool::~UpstreamPool() {
+  // Streams release their connections before the pool goes; what is left is idle.
+  for (UpstreamClient* client : idle_) delete client;
+}
+
+UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks) {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  ++active_;
+  if (!idle_.empty()) {
+    UpstreamClient* client = idle_.front();
+    idle_.pop_front();
+    client->idle_ = false;
+    client->timer_->disable();
+    client->callbacks_ = &callbacks;
+    return client;
+  }
+  const network::Address& address = config_.addresses[next_address_++ % config_.addresses.size()];
+  auto* client = new UpstreamClient(
+      *this, network::Connection::connectTo(dispatcher_, address,
+                                            std::make_unique<network::RawTransportSocket>()));
+  client->callbacks_ = &callbacks;
+  client->timer_->enable(config_.connect_timeout);
+  return client;
+}
+
+void UpstreamPool::release(UpstreamClient* client) {
+  CW_ASSERT(active_ > 0);
+  --active_;
+  client->callbacks_ = nullptr;
+  if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||
+      idle_.size() >= config_.max_idle_connections) {
+    destroy(client);
+    return;
+  }
+  client->idle_ = true;
+  idle_.push_front(client);
+  client->idle_position_ = idle_.begin();
+  if (config_.idle_timeout.count() > 0) {
+    client->timer_->enable(config_.idle_timeout);
+  }
+}
+
+void UpstreamPool::destroy(UpstreamClient* client) {
+  if (client->idle_) {
+    idle_.erase(client->idle_position_);
+    client->idle_ = false;
+  }
+  if (!client->closed_) {
+    client->closed_ = true;
+    client->connection_->close(network::Connection::CloseType::kNoFlush,
+                               network::CloseReason::kIdleTimeout);
+  }
+  client->timer_->disable();
+  client->callbacks_ = nullptr;
+  dispatcher_.deferredDelete(std::unique_ptr<event::DeferredDeletable>(client));
+}
+
+}  // namespace connwarden::http

@@ -1,0 +1,121 @@
+// Connections from one worker to one application cluster, kept alive between requests.
+//
+//   acquire() ──▶ idle connection (reused)  or  a new connect (bounded by connect_timeout)
+//        │
+//        ▼  one request/response at a time, then
+//   release() ──▶ back to the idle list (if the response was complete, keep-alive, no error,
+//                 and fewer than max_idle_connections are idle)  or  closed
+//
+// An idle connection that the application closes, or that receives bytes nobody asked for, is
+// closed and forgotten; so is one idle longer than idle_timeout. Worker thread only.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string_view>
+
+#include "sidecar/event/dispatcher.h"
+#include "sidecar/http/http1_codec.h"
+#include "sidecar/http/http_config.h"
+#include "sidecar/network/connection.h"
+
+namespace connwarden::http {
+
+enum class UpstreamFailure {
+  kConnectFailed,      // refused, unreachable, or no descriptor
+  kConnectTimeout,
+  kClosedBeforeResponse,
+  kClosedMidResponse,
+  kProtocolError,      // the application sent something that is not HTTP/1.1
+};
+std::string_view upstreamFailureName(UpstreamFailure failure);
+
+// The stream using an upstream connection. Called on the worker thread; the UpstreamClient stays
+// valid during each call.
+class UpstreamCallbacks : public ResponseDecoder {
+ public:
+  // The exchange failed; the client will not call again and must be released.
+  virtual void onUpstreamFailure(UpstreamFailure failure) = 0;
+  // Tunnel mode (after 101): bytes from the application, and its FIN.
+  virtual void onUpstreamTunnelData(network::Buffer& data, bool end_stream) = 0;
+  // The upstream write buffer crossed its watermarks: stop / resume reading the client.
+  virtual void onUpstreamAboveWriteHighWatermark() = 0;
+  virtual void onUpstreamBelowWriteLowWatermark() = 0;
+};
+
+class UpstreamPool;
+
+class UpstreamClient : public event::DeferredDeletable, private network::ConnectionCallbacks {
+ public:
+  UpstreamClient(UpstreamPool& pool, network::ConnectionPtr connection);
+  ~UpstreamClient() override;
+
+  // Request side. Bytes are buffered while the connection is still being made.
+  void encodeHeaders(const RequestHead& head);
+  void encodeData(network::Buffer& data, bool end_stream);
+  // After a 101: raw bytes to the application.
+  void sendTunnelData(network::Buffer& data, bool end_stream);
+  void setTunnel();
+
+  // Reading the application's response pauses while the client's side is slow.
+  void readDisable(bool disable) { connection_->readDisable(disable); }
+  bool reused() const { return requests_ > 1; }
+  bool connected() const { return connected_; }
+  network::Connection& connection() { return *connection_; }
+
+ private:
+  friend class UpstreamPool;
+  // network::ConnectionCallbacks
+  void onData(network::Buffer& data, bool end_stream) override;
+  void onEvent(network::ConnectionEvent event) override;
+  void onAboveWriteBufferHighWatermark() override;
+  void onBelowWriteBufferLowWatermark() override;
+  void fail(UpstreamFailure failure);
+  void onTimer();
+
+  UpstreamPool& pool_;
+  network::ConnectionPtr connection_;
+  Http1ClientCodec codec_;
+  UpstreamCallbacks* callbacks_ = nullptr;
+  std::unique_ptr<event::Timer> timer_;  // connect timeout while connecting; idle timeout in pool
+  std::list<UpstreamClient*>::iterator idle_position_;
+  network::Buffer scratch_;
+  uint64_t requests_ = 0;
+  bool connected_ = false;
+  bool idle_ = false;
+  bool tunnel_ = false;
+  bool closed_ = false;
+};
+
+class UpstreamPool {
+ public:
+  UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& config);
+  ~UpstreamPool();
+
+  // Returns a connection bound to `callbacks`: an idle one when there is one, otherwise a new
+  // one being connected. Never null: a connect that cannot even start fails through
+  // onUpstreamFailure() from the event loop.
+  UpstreamClient* acquire(UpstreamCallbacks& callbacks);
+  // Gives the connection back after its exchange (complete or not). The pool decides whether
+  // to keep it; the caller must not touch it again.
+  void release(UpstreamClient* client);
+
+  const ClusterConfig& config() const { return config_; }
+  size_t idleCount() const { return idle_.size(); }
+  size_t activeCount() const { return active_; }
+  uint64_t connectFailures() const { return connect_failures_; }
+
+ private:
+  friend class UpstreamClient;
+  void destroy(UpstreamClient* client);
+
+  event::Dispatcher& dispatcher_;
+  ClusterConfig config_;
+  std::list<UpstreamClient*> idle_;  // most recently used first
+  size_t active_ = 0;
+  size_t next_address_ = 0;
+  uint64_t connect_failures_ = 0;
+};
+
+}  // namespace connwarden::http

@@ -1,0 +1,42 @@
+// Socket addresses: parsing "host:port" / "[v6]:port", formatting, and CIDR-free comparisons.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "absl/status/statusor.h"
+
+namespace connwarden::network {
+
+class Address {
+ public:
+  Address() = default;
+  // Parses a numeric "a.b.c.d:port" or "[v6]:port". "localhost" is accepted as 127.0.0.1.
+  // No DNS: a sidecar's addresses are numeric.
+  static absl::StatusOr<Address> parse(std::string_view host_port);
+  static Address fromSockaddr(const sockaddr* sa, socklen_t len);
+  // The local or peer address of a connected socket.
+  static Address localOf(int fd);
+  static Address peerOf(int fd);
+
+  const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage_); }
+  socklen_t length() const { return length_; }
+  int family() const { return storage_.ss_family; }
+  uint16_t port() const;
+  void setPort(uint16_t port);
+  // "1.2.3.4:80" or "[::1]:80".
+  std::string toString() const;
+  // The IP alone, for X-Forwarded-For.
+  std::string ipString() const;
+  bool valid() const { return length_ != 0; }
+
+ private:
+  sockaddr_storage storage_{};
+  socklen_t length_ = 0;
+};
+
+}  // namespace connwarden::network

@@ -1,0 +1,55 @@
+#include "sidecar/network/buffer.h"
+
+#include <event2/buffer.h>
+
+#include "sidecar/event/dispatcher.h"
+
+namespace connwarden::network {
+
+Buffer::Buffer() : buf_(evbuffer_new()) { CW_ASSERT(buf_ != nullptr); }
+
+Buffer::~Buffer() { evbuffer_free(buf_); }
+
+size_t Buffer::length() const { return evbuffer_get_length(buf_); }
+
+void Buffer::add(const void* data, size_t len) {
+  if (len == 0) return;
+  CW_ASSERT(evbuffer_add(buf_, data, len) == 0);
+}
+
+void Buffer::move(Buffer& other) { CW_ASSERT(evbuffer_add_buffer(buf_, other.buf_) == 0); }
+
+void Buffer::move(Buffer& other, size_t len) {
+  CW_ASSERT(evbuffer_remove_buffer(other.buf_, buf_, len) == static_cast<int>(len));
+}
+
+void Buffer::drain(size_t len) { evbuffer_drain(buf_, len); }
+
+int Buffer::peek(iovec* slices, int max) const {
+  static_assert(sizeof(evbuffer_iovec) == sizeof(iovec));
+  const int n = evbuffer_peek(buf_, -1, nullptr, reinterpret_cast<evbuffer_iovec*>(slices), max);
+  return n < max ? n : max;
+}
+
+void Buffer::copyOut(size_t len, void* out) const { evbuffer_copyout(buf_, out, len); }
+
+std::string Buffer::toString() const {
+  std::string out(length(), '\0');
+  copyOut(out.size(), out.data());
+  return out;
+}
+
+int Buffer::reserve(size_t len, iovec* slices, int max) {
+  return evbuffer_reserve_space(buf_, len, reinterpret_cast<evbuffer_iovec*>(slices), max);
+}
+
+void Buffer::commit(iovec* slices, int count, size_t written) {
+  int used = 0;
+  for (; used < count && written > 0; ++used) {
+    if (slices[used].iov_len > written) slices[used].iov_len = written;
+    written -= slices[used].iov_len;
+  }
+  CW_ASSERT(evbuffer_commit_space(buf_, reinterpret_cast<evbuffer_iovec*>(slices), used) == 0);
+}
+
+}  // namespace connwarden::network

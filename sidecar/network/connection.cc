@@ -1,0 +1,268 @@
+#include "sidecar/network/connection.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace connwarden::network {
+
+namespace {
+// How long a closing connection may take to flush its output and see the peer's FIN.
+constexpr std::chrono::milliseconds kClosingTimeout{5000};
+// Bytes read per readiness event before yielding to other connections.
+constexpr uint64_t kMaxReadPerEvent = 64 * 1024;
+}  // namespace
+
+Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport)
+    : Connection(dispatcher, fd, std::move(transport), false) {}
+
+Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
+                       bool connecting)
+    : dispatcher_(dispatcher),
+      fd_(fd),
+      transport_(std::move(transport)),
+      state_(connecting ? State::kConnecting : State::kOpen) {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  if (fd_ >= 0) {
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    peer_ = Address::peerOf(fd_);
+    local_ = Address::localOf(fd_);
+  }
+  transport_->setCallbacks(*this);
+  file_event_ = dispatcher_.createFileEvent(fd_, [this](uint32_t events) { onFileEvent(events); });
+  if (fd_ < 0) {
+    // The socket could not be created: report a failed connect from the loop, not from here.
+    file_event_->activate(event::FileReadyType::kWrite);
+    return;
+  }
+  if (connecting) {
+    file_event_->setEnabled(event::FileReadyType::kWrite);
+  } else {
+    file_event_->setEnabled(event::FileReadyType::kRead);
+    transport_->onConnected();
+  }
+}
+
+std::unique_ptr<Connection> Connection::connectTo(event::Dispatcher& dispatcher,
+                                                  const Address& address,
+                                                  TransportSocketPtr transport) {
+  int fd = ::socket(address.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd >= 0) {
+    int rc;
+    do {
+      rc = ::connect(fd, address.sockaddr_ptr(), address.length());
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS) {
+      ::close(fd);
+      fd = -1;
+    }
+  }
+  auto conn = std::unique_ptr<Connection>(new Connection(dispatcher, fd, std::move(transport), true));
+  conn->peer_ = address;
+  return conn;
+}
+
+Connection::~Connection() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void Connection::onFileEvent(uint32_t events) {
+  if (state_ == State::kConnecting) {
+    onConnectReady();
+    return;
+  }
+  if ((events & event::FileReadyType::kWrite) && state_ != State::kClosed) onWriteReady();
+  if ((events & event::FileReadyType::kRead) && state_ != State::kClosed) onReadReady();
+}
+
+void Connection::onConnectReady() {
+  int error = 0;
+  socklen_t len = sizeof(error);
+  if (fd_ < 0 || getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &len) != 0 || error != 0) {
+    close_reason_ = CloseReason::kUpstreamError;
+    closeSocket(ConnectionEvent::kRemoteClose);
+    return;
+  }
+  local_ = Address::localOf(fd_);
+  const int one = 1;
+  setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  state_ = State::kOpen;
+  transport_->onConnected();
+  updateInterest();
+  if (!write_buffer_.empty() || write_end_stream_) flushWrite();
+}
+
+void Connection::onTransportConnected() {
+  transport_connected_ = true;
+  if (callbacks_ != nullptr) callbacks_->onEvent(ConnectionEvent::kConnected);
+}
+
+void Connection::setReadBufferReady() {
+  read_pending_in_transport_ = true;
+  if (readEnabled()) file_event_->activate(event::FileReadyType::kRead);
+}
+
+void Connection::onReadReady() {
+  if (!readEnabled() && state_ == State::kOpen) {
+    return;
+  }
+  read_pending_in_transport_ = false;
+  const IoResult result = transport_->doRead(read_buffer_, kMaxReadPerEvent);
+  bytes_read_ += result.bytes;
+
+  if (state_ == State::kClosing) {
+    // Lingering: discard what the peer still sends until it closes.
+    read_buffer_.drain(read_buffer_.length());
+    if (result.end_stream || result.action == PostIoAction::kClose) {
+      closeSocket(ConnectionEvent::kLocalClose);
+    }
+    return;
+  }
+  if (result.action == PostIoAction::kClose) {
+    // A transport failure before the TLS handshake completed is a TLS error; after it, a reset
+    // or an alert from the peer.
+    close_reason_ = transport_->isTls() && !transport_connected_ ? CloseReason::kTlsError
+                                                                   : CloseReason::kPeerClosed;
+    closeSocket(ConnectionEvent::kRemoteClose);
+    return;
+  }
+  if (result.end_stream) {
+    read_end_stream_ = true;
+    updateInterest();
+  }
+  if (transport_->wantsWrite()) updateInterest();
+  if ((result.bytes > 0 || result.end_stream) && callbacks_ != nullptr) {
+    callbacks_->onData(read_buffer_, read_end_stream_);
+  }
+}
+
+void Connection::write(Buffer& data, bool end_stream) {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  if (state_ == State::kClosed || write_end_stream_) {
+    data.drain(data.length());
+    return;
+  }
+  write_buffer_.move(data);
+  if (end_stream) write_end_stream_ = true;
+  checkWatermarks();
+  if (state_ != State::kConnecting && !write_scheduled_) {
+    write_scheduled_ = true;
+    file_event_->activate(event::FileReadyType::kWrite);
+  }
+}
+
+void Connection::onWriteReady() {
+  write_scheduled_ = false;
+  flushWrite();
+}
+
+void Connection::flushWrite() {
+  if (state_ == State::kClosed || state_ == State::kConnecting) return;
+  const IoResult result = transport_->doWrite(write_buffer_, write_end_stream_);
+  bytes_written_ += result.bytes;
+  if (result.action == PostIoAction::kClose) {
+    close_reason_ = close_reason_ != CloseReason::kNone ? close_reason_ : CloseReason::kPeerClosed;
+    closeSocket(state_ == State::kClosing ? ConnectionEvent::kLocalClose
+                                          : ConnectionEvent::kRemoteClose);
+    return;
+  }
+  if (write_buffer_.empty() && write_end_stream_ && !write_shut_down_ && transport_connected_) {
+    write_shut_down_ = true;
+    ::shutdown(fd_, SHUT_WR);
+  }
+  if (state_ == State::kClosing && write_buffer_.empty()) {
+    finishClosing();
+    if (state_ == State::kClosed) return;
+  }
+  updateInterest();
+  checkWatermarks();
+}
+
+void Connection::checkWatermarks() {
+  const size_t len = write_buffer_.length();
+  if (!above_high_watermark_ && len > high_watermark_) {
+    above_high_watermark_ = true;
+    if (callbacks_ != nullptr) callbacks_->onAboveWriteBufferHighWatermark();
+  } else if (above_high_watermark_ && len <= high_watermark_ / 2) {
+    above_high_watermark_ = false;
+    if (callbacks_ != nullptr) callbacks_->onBelowWriteBufferLowWatermark();
+  }
+}
+
+void Connection::setBufferLimits(uint32_t high_watermark) { high_watermark_ = high_watermark; }
+
+void Connection::readDisable(bool disable) {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  if (disable) {
+    ++read_disable_count_;
+  } else {
+    CW_ASSERT(read_disable_count_ > 0);
+    --read_disable_count_;
+  }
+  if (state_ != State::kOpen) return;
+  updateInterest();
+  if (readEnabled() && (read_pending_in_transport_ || !read_buffer_.empty())) {
+    // Bytes already held (in our buffer or inside TLS) will not make the socket readable again.
+    file_event_->activate(event::FileReadyType::kRead);
+  }
+}
+
+void Connection::updateInterest() {
+  if (state_ == State::kClosed || state_ == State::kConnecting) return;
+  uint32_t events = 0;
+  const bool reading = state_ == State::kClosing || (readEnabled() && !read_end_stream_);
+  if (reading && !read_end_stream_) events |= event::FileReadyType::kRead;
+  if (!write_buffer_.empty() || transport_->wantsWrite()) events |= event::FileReadyType::kWrite;
+  file_event_->setEnabled(events);
+}
+
+void Connection::close(CloseType type, CloseReason reason) {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  if (state_ == State::kClosed) return;
+  if (close_reason_ == CloseReason::kNone) close_reason_ = reason;
+  if (type == CloseType::kAbort && fd_ >= 0) {
+    const linger abortive{1, 0};
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
+  }
+  if (type != CloseType::kFlushWrite || state_ == State::kConnecting || fd_ < 0) {
+    closeSocket(ConnectionEvent::kLocalClose);
+    return;
+  }
+  if (state_ == State::kClosing) return;
+  state_ = State::kClosing;
+  write_end_stream_ = true;
+  close_timer_ = dispatcher_.createTimer([this] { closeSocket(ConnectionEvent::kLocalClose); });
+  close_timer_->enable(kClosingTimeout);
+  flushWrite();
+}
+
+void Connection::finishClosing() {
+  // Output is flushed and the FIN sent. Closing now with unread input would make the kernel
+  // send a reset that can destroy our last response before the client reads it, so keep reading
+  // (and discarding) until the peer closes or the closing timer fires.
+  if (read_end_stream_) {
+    closeSocket(ConnectionEvent::kLocalClose);
+  }
+}
+
+void Connection::closeSocket(ConnectionEvent event) {
+  if (state_ == State::kClosed) return;
+  state_ = State::kClosed;
+  if (close_reason_ == CloseReason::kNone) close_reason_ = CloseReason::kPeerClosed;
+  file_event_->setEnabled(0);
+  // Not destroyed here: this may run inside the timer's own callback.
+  if (close_timer_ != nullptr) close_timer_->disable();
+  if (fd_ >= 0) {
+    ::close(fd_);
+    fd_ = -1;
+  }
+  write_buffer_.drain(write_buffer_.length());
+  if (callbacks_ != nullptr) callbacks_->onEvent(event);
+}
+
+}  // namespace connwarden::network

@@ -1,0 +1,96 @@
+// connwarden: the connection-manager sidecar. Loads the config, starts the workers, and on
+// SIGTERM/SIGINT drains every connection (bounded by --drain-timeout) and exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <iostream>
+#include <string>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/time/time.h"
+#include "sidecar/event/log.h"
+#include "sidecar/server/config.h"
+#include "sidecar/server/server.h"
+
+ABSL_FLAG(std::string, config, "",
+          "YAML config file; without it the embedded default serves (0.0.0.0:8080 -> "
+          "127.0.0.1:8081). See --print-default-config.");
+ABSL_FLAG(uint32_t, concurrency, 0, "Worker threads; 0 = one per core.");
+ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off.");
+ABSL_FLAG(bool, validate, false, "Check the config and exit: 0 if valid, 2 if not.");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
+          "On SIGTERM, how long connections may take to finish before they are closed.");
+ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config and exit.");
+
+namespace {
+
+constexpr int kExitConfigError = 2;
+
+int run() {
+  using namespace connwarden;
+  event::LogLevel level;
+  if (!event::parseLogLevel(absl::GetFlag(FLAGS_log_level), &level)) {
+    std::cerr << "connwarden: --log-level: \"" << absl::GetFlag(FLAGS_log_level)
+              << "\" is not one of debug, info, warn, error, off\n";
+    return kExitConfigError;
+  }
+  event::setLogLevel(level);
+  if (absl::GetFlag(FLAGS_print_default_config)) {
+    std::cout << server::defaultConfigYaml();
+    return 0;
+  }
+
+  const std::string path = absl::GetFlag(FLAGS_config);
+  absl::StatusOr<server::ServerConfig> config =
+      path.empty() ? absl::StatusOr<server::ServerConfig>(server::defaultConfig())
+                   : server::loadConfigFile(path);
+  if (!config.ok()) {
+    std::cerr << "connwarden: config error: " << config.status().message() << "\n";
+    return kExitConfigError;
+  }
+  if (absl::GetFlag(FLAGS_validate)) {
+    std::cout << (path.empty() ? "default config" : path) << ": ok\n";
+    return 0;
+  }
+  uint32_t concurrency = absl::GetFlag(FLAGS_concurrency);
+  if (concurrency == 0) concurrency = std::max(1u, std::thread::hardware_concurrency());
+
+  // Signals are taken by sigwait() below, so block them before any thread starts.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // A write to a socket the peer closed must fail with EPIPE, not kill the process (OpenSSL
+  // writes with write(2), which cannot pass MSG_NOSIGNAL).
+  signal(SIGPIPE, SIG_IGN);
+
+  auto server = server::Server::create(*config, concurrency);
+  if (!server.ok()) {
+    std::cerr << "connwarden: " << server.status().message() << "\n";
+    return server.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
+  }
+  (*server)->start();
+  CW_LOG(kInfo, "connwarden started: %d workers", concurrency);
+
+  int signal_number = 0;
+  sigwait(&signals, &signal_number);
+  const auto drain_timeout = absl::ToChronoMilliseconds(absl::GetFlag(FLAGS_drain_timeout));
+  CW_LOG(kInfo, "%s: draining connections (up to %d ms)", strsignal(signal_number),
+         drain_timeout.count());
+  const size_t forced = (*server)->shutdown(drain_timeout);
+  CW_LOG(kInfo, "stopped (%d connections closed at the deadline)", forced);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--validate]");
+  absl::ParseCommandLine(argc, argv);
+  return run();
+}
