@@ -155,6 +155,7 @@ UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks) {
     client->callbacks_ = &callbacks;
     return client;
   }
+  ++connects_started_;
   const network::Address& address = config_.addresses[next_address_++ % config_.addresses.size()];
   auto* client = new UpstreamClient(
       *this, network::Connection::connectTo(dispatcher_, address,

@@ -105,6 +105,7 @@ class UpstreamPool {
   size_t idleCount() const { return idle_.size(); }
   size_t activeCount() const { return active_; }
   uint64_t connectFailures() const { return connect_failures_; }
+  uint64_t connectsStarted() const { return connects_started_; }
 
  private:
   friend class UpstreamClient;
@@ -116,6 +117,7 @@ class UpstreamPool {
   size_t active_ = 0;
   size_t next_address_ = 0;
   uint64_t connect_failures_ = 0;
+  uint64_t connects_started_ = 0;
 };
 
 }  // namespace connwarden::http

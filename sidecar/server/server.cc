@@ -98,6 +98,8 @@ size_t Server::connectionCount(std::chrono::milliseconds timeout) {
 }
 
 size_t Server::shutdown(std::chrono::milliseconds drain_timeout) {
+  if (stopped_) return 0;
+  stopped_ = true;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->post([w] {

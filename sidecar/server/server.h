@@ -46,6 +46,7 @@ class Server {
   std::vector<std::unique_ptr<network::ListenerShared>> listeners_;
   std::unique_ptr<http::Router> router_;
   std::vector<std::unique_ptr<Worker>> workers_;
+  bool stopped_ = false;
 };
 
 }  // namespace connwarden::server

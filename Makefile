@@ -1,0 +1,59 @@
+# connwarden — the two commands that set everything up on Debian bookworm:
+#   make run    installs what is missing, builds, starts the sidecar in front of the demo app
+#   make test   installs what is missing, builds, runs every test (ctest)
+# Also: make test-asan (ASan + UBSan build, same tests), make bench (tests/bench/).
+
+BUILD      ?= build
+BUILD_ASAN ?= build-asan
+JOBS       ?= $(shell nproc)
+RUN_DIR    ?= .run
+HTTP_PORT  ?= 8080
+HTTPS_PORT ?= 8443
+APP_PORT   ?= 8081
+
+# Debian packages the build and the tests need.
+DEPS = build-essential cmake pkg-config \
+       libprotobuf-dev protobuf-compiler libabsl-dev libevent-dev libssl-dev \
+       libgtest-dev libgmock-dev node-llhttp libyaml-cpp-dev \
+       openssl curl python3
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build test test-asan run bench clean
+
+all: build
+
+deps:
+	@missing=$$(for p in $(DEPS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+
+test: build
+	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 300
+
+$(BUILD_ASAN)/CMakeCache.txt: | deps
+	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCONNWARDEN_SANITIZE=ON
+
+test-asan: deps $(BUILD_ASAN)/CMakeCache.txt
+	cmake --build $(BUILD_ASAN) -j$(JOBS)
+	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  ctest --output-on-failure -j2 --timeout 600
+
+run: build
+	@bash deploy/run-demo.sh $(BUILD) $(RUN_DIR) $(HTTP_PORT) $(HTTPS_PORT) $(APP_PORT)
+
+bench: build
+	bash tests/bench/proxy_bench.sh
+
+clean:
+	rm -rf $(BUILD) $(BUILD_ASAN) $(RUN_DIR)

@@ -1,0 +1,101 @@
+// TLS termination with real OpenSSL on both ends.
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "tests/support/test_util.h"
+
+namespace connwarden::testing {
+namespace {
+
+class TlsTest : public ::testing::Test {
+ protected:
+  TlsTest()
+      : cert_(makeSelfSignedCertificate(dir_)),
+        server_(TestServer::simpleConfig(app_.address(), &cert_)) {}
+
+  TempDir dir_;
+  TestCertificate cert_;
+  DemoApp app_;
+  TestServer server_;
+};
+
+TEST_F(TlsTest, RequestsOverTlsAreForwarded) {
+  TestClient client(server_.port(), /*tls=*/true, "localhost");
+  ASSERT_TRUE(client.connected());
+  EXPECT_EQ(client.alpn(), "http/1.1");
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(client.send(getRequest("/headers")));
+    auto response = client.readResponse();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_NE(response->body.find("X-Forwarded-Proto: https"), std::string::npos);
+  }
+  server_.runOnWorker(0, [](server::Worker& worker) {
+    worker.connections().forEach([](conn::ManagedConnection& connection) {
+      const network::TlsInfo info = connection.session().connection().transport().tlsInfo();
+      EXPECT_EQ(info.version, "TLSv1.3");
+      EXPECT_EQ(info.alpn, "http/1.1");
+      EXPECT_EQ(info.sni, "localhost");
+    });
+  });
+}
+
+TEST_F(TlsTest, LargeBodiesBothWays) {
+  TestClient client(server_.port(), /*tls=*/true);
+  const std::string body(3 * 1024 * 1024 + 7, 'z');
+  ASSERT_TRUE(client.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: " +
+                          std::to_string(body.size()) + "\r\n\r\n" + body));
+  auto response = client.readResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->body.size(), body.size());
+  EXPECT_EQ(response->body, body);
+}
+
+TEST_F(TlsTest, HandshakeFailureClosesOnlyThatConnection) {
+  TestClient good(server_.port(), /*tls=*/true);
+  ASSERT_TRUE(good.connected());
+  // Plain HTTP on the TLS port: not a ClientHello.
+  TestClient plain(server_.port());
+  ASSERT_TRUE(plain.send(getRequest("/")));
+  EXPECT_TRUE(plain.waitForClose());
+  // A client that offers only TLS 1.1 is refused at the handshake.
+  {
+    TestClient old_client(server_.port());
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_max_proto_version(ctx, TLS1_1_VERSION);
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, old_client.fd());
+    EXPECT_NE(SSL_connect(ssl), 1);
+    ERR_clear_error();
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+  }
+  ASSERT_TRUE(good.send(getRequest("/")));
+  auto response = good.readResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 200);
+  EXPECT_TRUE(waitFor([&] { return server_.connectionCount() == 1; }));
+}
+
+TEST_F(TlsTest, WebSocketOverTls) {
+  TestClient client(server_.port(), /*tls=*/true);
+  ASSERT_TRUE(client.send(getRequest(
+      "/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+             "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n")));
+  auto response = client.readResponse();
+  ASSERT_TRUE(response.has_value());
+  ASSERT_EQ(response->status, 101);
+  std::string frame = {'\x82', static_cast<char>(0x80 | 3), 0, 0, 0, 0, 'a', 'b', 'c'};
+  ASSERT_TRUE(client.send(frame));
+  std::string echoed;
+  while (echoed.size() < 5) {
+    const std::string more = client.readSome();
+    ASSERT_FALSE(more.empty());
+    echoed += more;
+  }
+  EXPECT_EQ(echoed, std::string("\x82\x03" "abc", 5));
+}
+
+}  // namespace
+}  // namespace connwarden::testing

@@ -1,0 +1,94 @@
+#include "sidecar/event/dispatcher.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+namespace connwarden::event {
+namespace {
+
+TEST(DispatcherTest, PostFromOtherThreadsRunsInOrderOnTheLoopThread) {
+  Dispatcher dispatcher("test");
+  std::vector<int> seen;
+  std::thread::id loop_thread;
+  std::thread loop([&] {
+    loop_thread = std::this_thread::get_id();
+    dispatcher.run();
+  });
+  std::thread poster([&] {
+    for (int i = 0; i < 1000; ++i) {
+      dispatcher.post([&, i] {
+        EXPECT_EQ(std::this_thread::get_id(), loop_thread);
+        EXPECT_TRUE(dispatcher.isThreadSafe());
+        seen.push_back(i);
+      });
+    }
+    dispatcher.exit();
+  });
+  poster.join();
+  loop.join();
+  ASSERT_EQ(seen.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(seen[i], i);
+}
+
+TEST(DispatcherTest, TimersFireInDeadlineOrderAndCanBeCancelled) {
+  Dispatcher dispatcher("test");
+  std::vector<std::string> fired;
+  auto late = dispatcher.createTimer([&] {
+    fired.push_back("late");
+    dispatcher.exit();
+  });
+  auto early = dispatcher.createTimer([&] { fired.push_back("early"); });
+  auto cancelled = dispatcher.createTimer([&] { fired.push_back("cancelled"); });
+  late->enable(std::chrono::milliseconds(30));
+  early->enable(std::chrono::milliseconds(5));
+  cancelled->enable(std::chrono::milliseconds(10));
+  EXPECT_TRUE(cancelled->enabled());
+  cancelled->disable();
+  EXPECT_FALSE(cancelled->enabled());
+  dispatcher.run();
+  EXPECT_EQ(fired, (std::vector<std::string>{"early", "late"}));
+}
+
+struct Tracked : DeferredDeletable {
+  explicit Tracked(bool* deleted) : deleted(deleted) {}
+  ~Tracked() override { *deleted = true; }
+  bool* deleted;
+};
+
+TEST(DispatcherTest, DeferredDeleteWaitsForTheCallbackToReturn) {
+  Dispatcher dispatcher("test");
+  bool deleted = false;
+  bool deleted_inside_callback = true;
+  dispatcher.post([&] {
+    dispatcher.deferredDelete(std::make_unique<Tracked>(&deleted));
+    deleted_inside_callback = deleted;
+    dispatcher.post([&] { dispatcher.exit(); });
+  });
+  dispatcher.run();
+  EXPECT_FALSE(deleted_inside_callback);
+  EXPECT_TRUE(deleted);
+}
+
+TEST(DispatcherTest, FileEventReportsReadiness) {
+  Dispatcher dispatcher("test");
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  uint32_t seen = 0;
+  auto event = dispatcher.createFileEvent(fds[0], [&](uint32_t events) {
+    seen = events;
+    dispatcher.exit();
+  });
+  event->setEnabled(FileReadyType::kRead);
+  ASSERT_EQ(write(fds[1], "x", 1), 1);
+  dispatcher.run();
+  EXPECT_EQ(seen, FileReadyType::kRead);
+  event.reset();
+  close(fds[0]);
+  close(fds[1]);
+}
+
+}  // namespace
+}  // namespace connwarden::event
