@@ -60,7 +60,7 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
 void ProxyStream::sendToUpstream() {
   upstream_ = pool_->acquire(*this);
   upstream_->encodeHeaders(*head_);
-  if (request_complete_) onRequestSent();
+  if (request_complete_) upstream_->startResponseTimeout();
 }
 
 void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
@@ -74,31 +74,11 @@ void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
   upstream_->encodeData(data, end_stream);
   if (end_stream) {
     request_complete_ = true;
-    onRequestSent();
+    upstream_->startResponseTimeout();
   }
-}
-
-void ProxyStream::onRequestSent() {
-  const auto timeout = pool_->config().response_timeout;
-  if (timeout.count() <= 0 || response_started_) return;
-  if (response_timer_ == nullptr) {
-    response_timer_ =
-        session_.context().dispatcher.createTimer([this] { onResponseTimeout(); });
-  }
-  response_timer_->enable(timeout);
-}
-
-void ProxyStream::onResponseTimeout() {
-  CW_LOG(kInfo, "upstream %s: no response within %d ms",
-         upstream_ != nullptr ? upstream_->connection().peerAddress().toString() : "-",
-         pool_->config().response_timeout.count());
-  // The connection still owes a response we no longer want: it is not reused.
-  releaseUpstream();
-  localReply(504, "upstream did not respond in time\n");
 }
 
 void ProxyStream::decodeResponseHeaders(std::unique_ptr<ResponseHead> head, bool end_stream) {
-  if (response_timer_ != nullptr) response_timer_->disable();
   response_started_ = true;
   if (head->status == 101 && head_->upgrade) {
     removeHopByHopHeaders(head->headers, /*keep_upgrade=*/true);
@@ -118,7 +98,6 @@ void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
 }
 
 void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
-  if (response_timer_ != nullptr) response_timer_->disable();
   const bool reused = upstream_ != nullptr && upstream_->reused();
   releaseUpstream();
   // An idle keep-alive connection may have been closed by the application just as we sent on
@@ -135,11 +114,11 @@ void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
     session_.resetAfterResponseStarted(network::CloseReason::kUpstreamError);
     return;
   }
-  const bool timeout = failure == UpstreamFailure::kConnectTimeout;
-  localReply(timeout ? 504 : 502, timeout ? "upstream connect timeout\n"
-                                          : absl::StrCat("upstream unavailable: ",
-                                                         std::string(upstreamFailureName(failure)),
-                                                         "\n"));
+  const bool timeout = failure == UpstreamFailure::kConnectTimeout ||
+                       failure == UpstreamFailure::kResponseTimeout;
+  localReply(timeout ? 504 : 502,
+             absl::StrCat(timeout ? "upstream timeout: " : "upstream unavailable: ",
+                          std::string(upstreamFailureName(failure)), "\n"));
 }
 
 void ProxyStream::onUpstreamTunnelData(network::Buffer& data, bool end_stream) {
@@ -175,7 +154,6 @@ void ProxyStream::onDownstreamWatermark(bool above) {
 }
 
 void ProxyStream::cancel() {
-  if (response_timer_ != nullptr) response_timer_->disable();
   if (downstream_paused_by_upstream_) {
     downstream_paused_by_upstream_ = false;
     session_.readDisableDownstream(false);

@@ -44,8 +44,6 @@ class ProxyStream : public RequestDecoder,
   void onUpstreamBelowWriteLowWatermark() override;
 
   void sendToUpstream();
-  void onRequestSent();
-  void onResponseTimeout();
   void localReply(int status, std::string_view body);
   void releaseUpstream();
 
@@ -54,7 +52,6 @@ class ProxyStream : public RequestDecoder,
   std::unique_ptr<RequestHead> head_;  // kept to retry once on a reused connection
   UpstreamPool* pool_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
-  std::unique_ptr<event::Timer> response_timer_;
   bool request_complete_ = false;
   bool body_started_ = false;  // body bytes went upstream: no retry possible
   bool response_started_ = false;

@@ -11,6 +11,7 @@ std::string_view upstreamFailureName(UpstreamFailure failure) {
     case UpstreamFailure::kClosedBeforeResponse: return "closed_before_response";
     case UpstreamFailure::kClosedMidResponse: return "closed_mid_response";
     case UpstreamFailure::kProtocolError: return "protocol_error";
+    case UpstreamFailure::kResponseTimeout: return "response_timeout";
   }
   return "unknown";
 }
@@ -20,8 +21,6 @@ std::string_view upstreamFailureName(UpstreamFailure failure) {
 UpstreamClient::UpstreamClient(UpstreamPool& pool, network::ConnectionPtr connection)
     : pool_(pool), connection_(std::move(connection)) {
   connection_->setCallbacks(*this);
-  // One timer for the client's life: the connect timeout while connecting, the idle timeout
-  // while pooled. Re-arming it per request costs no allocation.
   timer_ = pool_.dispatcher_.createTimer([this] { onTimer(); });
 }
 
@@ -31,7 +30,17 @@ void UpstreamClient::onTimer() {
   } else if (!connected_) {
     ++pool_.connect_failures_;
     fail(UpstreamFailure::kConnectTimeout);
+  } else if (awaiting_response_) {
+    fail(UpstreamFailure::kResponseTimeout);
   }
+}
+
+void UpstreamClient::startResponseTimeout() {
+  const auto timeout = pool_.config_.response_timeout;
+  if (timeout.count() <= 0 || codec_.responseStarted()) return;
+  awaiting_response_ = true;
+  // While still connecting, the connect timeout runs; the response timeout starts on connect.
+  if (connected_) timer_->enable(timeout);
 }
 
 UpstreamClient::~UpstreamClient() {
@@ -69,6 +78,10 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
     callbacks_->onUpstreamTunnelData(data, end_stream);
     return;
   }
+  if (awaiting_response_ && data.length() > 0) {
+    awaiting_response_ = false;
+    timer_->disable();
+  }
   if (!codec_.dispatch(data)) {
     CW_LOG(kWarn, "upstream %s: %s", connection_->peerAddress().toString(), codec_.error());
     fail(UpstreamFailure::kProtocolError);
@@ -85,7 +98,11 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
 void UpstreamClient::onEvent(network::ConnectionEvent event) {
   if (event == network::ConnectionEvent::kConnected) {
     connected_ = true;
-    timer_->disable();
+    if (awaiting_response_) {
+      timer_->enable(pool_.config_.response_timeout);
+    } else {
+      timer_->disable();
+    }
     return;
   }
   if (closed_) return;
@@ -124,6 +141,7 @@ void UpstreamClient::onBelowWriteBufferLowWatermark() {
 void UpstreamClient::fail(UpstreamFailure failure) {
   UpstreamCallbacks* callbacks = callbacks_;
   callbacks_ = nullptr;
+  awaiting_response_ = false;
   codec_.reset();
   timer_->disable();
   if (!closed_) {
@@ -169,6 +187,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   CW_ASSERT(active_ > 0);
   --active_;
   client->callbacks_ = nullptr;
+  client->awaiting_response_ = false;
   if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||
       idle_.size() >= config_.max_idle_connections) {
     destroy(client);

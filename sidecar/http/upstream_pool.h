@@ -28,6 +28,7 @@ enum class UpstreamFailure {
   kClosedBeforeResponse,
   kClosedMidResponse,
   kProtocolError,      // the application sent something that is not HTTP/1.1
+  kResponseTimeout,    // no response head within the cluster's response_timeout
 };
 std::string_view upstreamFailureName(UpstreamFailure failure);
 
@@ -54,6 +55,9 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   // Request side. Bytes are buffered while the connection is still being made.
   void encodeHeaders(const RequestHead& head);
   void encodeData(network::Buffer& data, bool end_stream);
+  // The request is fully sent: the response head must come within the cluster's
+  // response_timeout, or the exchange fails with kResponseTimeout.
+  void startResponseTimeout();
   // After a 101: raw bytes to the application.
   void sendTunnelData(network::Buffer& data, bool end_stream);
   void setTunnel();
@@ -78,12 +82,15 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   network::ConnectionPtr connection_;
   Http1ClientCodec codec_;
   UpstreamCallbacks* callbacks_ = nullptr;
-  std::unique_ptr<event::Timer> timer_;  // connect timeout while connecting; idle timeout in pool
+  // One timer for the client's life: connect timeout while connecting, response timeout while
+  // waiting for a response head, idle timeout while pooled. Re-arming it costs no allocation.
+  std::unique_ptr<event::Timer> timer_;
   std::list<UpstreamClient*>::iterator idle_position_;
   network::Buffer scratch_;
   uint64_t requests_ = 0;
   bool connected_ = false;
   bool idle_ = false;
+  bool awaiting_response_ = false;
   bool tunnel_ = false;
   bool closed_ = false;
 };
