@@ -136,7 +136,9 @@ void Connection::onReadReady() {
     updateInterest();
   }
   if (transport_->wantsWrite()) updateInterest();
-  if ((result.bytes > 0 || result.end_stream) && callbacks_ != nullptr) {
+  // Also with no new bytes when the buffer holds some: reading was just re-enabled and the
+  // owner left them there while it was paused.
+  if ((!read_buffer_.empty() || result.end_stream) && callbacks_ != nullptr) {
     callbacks_->onData(read_buffer_, read_end_stream_);
   }
 }
