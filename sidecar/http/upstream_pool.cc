@@ -87,6 +87,12 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
     fail(UpstreamFailure::kProtocolError);
     return;
   }
+  if (tunnel_ && callbacks_ != nullptr && (!data.empty() || end_stream)) {
+    // The 101 just turned this into a tunnel: what followed it in the same read is tunnel
+    // data (the application may speak first).
+    callbacks_->onUpstreamTunnelData(data, end_stream);
+    return;
+  }
   if (end_stream && callbacks_ != nullptr && !codec_.responseComplete()) {
     const bool started = codec_.responseStarted();
     if (!codec_.onConnectionClosed()) {
