@@ -30,6 +30,10 @@ absl::StatusOr<Address> Address::parse(std::string_view host_port_view) {
     }
     host = host_port.substr(0, colon);
     port_text = host_port.substr(colon + 1);
+    if (host.find(':') != std::string::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", host_port, "\": write an IPv6 address in brackets, \"[::1]:80\""));
+    }
   }
   uint32_t port;
   if (!absl::SimpleAtoi(port_text, &port) || port > 65535) {

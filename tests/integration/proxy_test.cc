@@ -164,7 +164,7 @@ TEST_F(ProxyTest, WebSocketUpgradeBecomesTunnel) {
   auto response = client.readResponse();
   ASSERT_TRUE(response.has_value());
   ASSERT_EQ(response->status, 101);
-  EXPECT_EQ(response->header("sec-websocket-accept"), "s3pPLMBiTxaQ9kG5gK01zxEtzMo=");
+  EXPECT_EQ(response->header("sec-websocket-accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
   // A masked text frame "hi" (RFC 6455 §5.3), echoed back unmasked.
   const unsigned char mask[4] = {1, 2, 3, 4};
   std::string frame = {'\x81', static_cast<char>(0x80 | 2), 1, 2, 3, 4};
