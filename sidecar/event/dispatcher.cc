@@ -61,26 +61,36 @@ FileEvent::~FileEvent() {
   event_free(write_ev_);
 }
 
+namespace {
+// libevent's event_add() does not register an event that sits in the active queue (after
+// event_active()), and event_del() drops a queued activation. So a kind that is both activated
+// and changed is taken out of the queue, changed, and activated again.
+void changeInterest(::event* ev, short kind, bool enable, bool activated) {
+  if (enable) {
+    if (activated) event_del(ev);
+    event_add(ev, nullptr);
+  } else {
+    event_del(ev);
+  }
+  if (activated) event_active(ev, kind, 0);
+}
+}  // namespace
+
 void FileEvent::setEnabled(uint32_t events) {
   const uint32_t changed = events ^ enabled_;
   if (changed & FileReadyType::kRead) {
-    if (events & FileReadyType::kRead) {
-      event_add(read_ev_, nullptr);
-    } else {
-      event_del(read_ev_);
-    }
+    changeInterest(read_ev_, EV_READ, events & FileReadyType::kRead,
+                   activated_ & FileReadyType::kRead);
   }
   if (changed & FileReadyType::kWrite) {
-    if (events & FileReadyType::kWrite) {
-      event_add(write_ev_, nullptr);
-    } else {
-      event_del(write_ev_);
-    }
+    changeInterest(write_ev_, EV_WRITE, events & FileReadyType::kWrite,
+                   activated_ & FileReadyType::kWrite);
   }
   enabled_ = events;
 }
 
 void FileEvent::activate(uint32_t events) {
+  activated_ |= events;
   if (events & FileReadyType::kRead) event_active(read_ev_, EV_READ, 0);
   if (events & FileReadyType::kWrite) event_active(write_ev_, EV_WRITE, 0);
 }
@@ -90,6 +100,7 @@ void FileEvent::onReady(int, short what, void* arg) {
   uint32_t events = 0;
   if (what & EV_READ) events |= FileReadyType::kRead;
   if (what & EV_WRITE) events |= FileReadyType::kWrite;
+  self->activated_ &= ~events;
   self->cb_(events);  // may destroy self
 }
 

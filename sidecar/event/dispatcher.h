@@ -73,6 +73,7 @@ class FileEvent {
   ::event* read_ev_;
   ::event* write_ev_;
   uint32_t enabled_ = 0;
+  uint32_t activated_ = 0;  // kinds queued by activate() whose callback has not run yet
 };
 
 class Dispatcher {

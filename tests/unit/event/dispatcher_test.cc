@@ -90,5 +90,29 @@ TEST(DispatcherTest, FileEventReportsReadiness) {
   close(fds[1]);
 }
 
+// activate() then setEnabled() in one iteration: the interest must still reach the kernel
+// (libevent's event_add() skips an event sitting in the active queue).
+TEST(DispatcherTest, InterestAddedWhileActivatedStillRegisters) {
+  Dispatcher dispatcher("test");
+  int fds[2];
+  ASSERT_EQ(pipe(fds), 0);
+  int calls = 0;
+  auto event = dispatcher.createFileEvent(fds[1], [&](uint32_t events) {
+    EXPECT_EQ(events, FileReadyType::kWrite);
+    if (++calls == 3) dispatcher.exit();  // a writable pipe keeps firing: it is registered
+  });
+  auto give_up = dispatcher.createTimer([&] { dispatcher.exit(); });
+  dispatcher.post([&] {
+    event->activate(FileReadyType::kWrite);
+    event->setEnabled(FileReadyType::kWrite);
+  });
+  give_up->enable(std::chrono::seconds(2));
+  dispatcher.run();
+  EXPECT_GE(calls, 3);
+  event.reset();
+  close(fds[0]);
+  close(fds[1]);
+}
+
 }  // namespace
 }  // namespace connwarden::event
