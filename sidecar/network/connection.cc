@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -244,10 +245,11 @@ void Connection::close(CloseType type, CloseReason reason) {
 }
 
 void Connection::finishClosing() {
-  // Output is flushed and the FIN sent. Closing now with unread input would make the kernel
-  // send a reset that can destroy our last response before the client reads it, so keep reading
-  // (and discarding) until the peer closes or the closing timer fires.
-  if (read_end_stream_) {
+  // Output is flushed and the FIN sent. Closing with unread input would make the kernel send a
+  // reset that can destroy our last response before the client reads it; so with input pending
+  // keep reading (and discarding) until the peer closes or the closing timer fires.
+  int unread = 0;
+  if (read_end_stream_ || (ioctl(fd_, FIONREAD, &unread) == 0 && unread == 0)) {
     closeSocket(ConnectionEvent::kLocalClose);
   }
 }

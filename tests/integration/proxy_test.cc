@@ -99,7 +99,7 @@ TEST_F(ProxyTest, ExpectContinueGetsContinueThenResponse) {
       "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
       "Expect: 100-continue\r\n\r\n"));
   const std::string interim = client.readSome(25);
-  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r");
+  EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
   ASSERT_TRUE(client.send("ping"));
   auto response = client.readResponse();
   ASSERT_TRUE(response.has_value());
