@@ -20,6 +20,7 @@
 #include "sidecar/http/http1_codec.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 
@@ -35,10 +36,17 @@ std::string_view trimOws(std::string_view s) {
   return s;
 }
 
-bool isTokenChar(char c) {
-  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return c != '\0' && std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
+// tchar (RFC 9110 §5.6.2), as a table: it runs on every byte of every field name.
+constexpr std::array<bool, 256> kTokenChars = [] {
+  std::array<bool, 256> table{};
+  for (int c = 'a'; c <= 'z'; ++c) table[c] = true;
+  for (int c = 'A'; c <= 'Z'; ++c) table[c] = true;
+  for (int c = '0'; c <= '9'; ++c) table[c] = true;
+  for (char c : std::string_view("!#$%&'*+-.^_`|~")) table[static_cast<unsigned char>(c)] = true;
+  return table;
+}();
+
+bool isTokenChar(char c) { return kTokenChars[static_cast<unsigned char>(c)]; }
 
 void toLowerInPlace(std::string& s) {
   for (char& c : s) {
@@ -143,6 +151,8 @@ class FieldCollector {
 
   void reset(HeaderMap* headers) {
     headers_ = headers;
+    // Most heads have fewer fields than this: one allocation instead of a series of regrowths.
+    if (headers_ != nullptr) headers_->fields().reserve(16);
     in_name_ = false;
     count_ = 0;
     name_length_ = 0;

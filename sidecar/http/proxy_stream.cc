@@ -38,7 +38,7 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
 
   removeHopByHopHeaders(head->headers, head->upgrade);
   network::Connection& downstream = session_.connection();
-  const std::string client_ip = downstream.peerAddress().ipString();
+  const std::string& client_ip = session_.clientIp();
   bool appended = false;
   for (HeaderMap::Field& field : head->headers.fields()) {
     if (equalsIgnoreCase(field.name, "x-forwarded-for")) {

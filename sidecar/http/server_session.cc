@@ -40,6 +40,11 @@ ServerSession::ServerSession(WorkerHttpContext& context, const network::Listener
   }
 }
 
+const std::string& ServerSession::clientIp() {
+  if (client_ip_.empty()) client_ip_ = connection_->peerAddress().ipString();
+  return client_ip_;
+}
+
 ServerSession::~ServerSession() {
   if (stream_ != nullptr) stream_->cancel();
 }

@@ -59,6 +59,8 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   network::Connection& connection() { return *connection_; }
   const network::ListenerConfig& listener() const { return listener_; }
   WorkerHttpContext& context() { return context_; }
+  // The client's IP as text, for X-Forwarded-For (formatted once per connection).
+  const std::string& clientIp();
 
   // Closes the client connection now (abortive when `abort`), cancelling any request in
   // flight; its upstream connection is discarded.
@@ -104,6 +106,7 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   std::unique_ptr<ProxyStream> stream_;
   std::unique_ptr<event::Timer> timer_;         // idle, header or tunnel-idle timeout
   std::unique_ptr<event::Timer> resume_timer_;  // pipelined requests, after a response
+  std::string client_ip_;
   SessionState state_ = SessionState::kHandshake;
   network::CloseReason timer_reason_ = network::CloseReason::kNone;
   network::CloseReason drain_reason_ = network::CloseReason::kNone;

@@ -31,6 +31,8 @@ int Buffer::peek(iovec* slices, int max) const {
   return n < max ? n : max;
 }
 
+const void* Buffer::linearize(size_t len) { return evbuffer_pullup(buf_, static_cast<ssize_t>(len)); }
+
 void Buffer::copyOut(size_t len, void* out) const { evbuffer_copyout(buf_, out, len); }
 
 std::string Buffer::toString() const {

@@ -34,6 +34,8 @@ class Buffer {
 
   // Fills up to `max` iovecs with the buffer's leading slices; returns how many were filled.
   int peek(iovec* slices, int max) const;
+  // Makes the first `len` bytes (len <= length()) one contiguous slice and returns it.
+  const void* linearize(size_t len);
   // Copies the first `len` bytes (len <= length()) into `out` without draining.
   void copyOut(size_t len, void* out) const;
   std::string toString() const;

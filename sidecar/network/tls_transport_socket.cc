@@ -3,6 +3,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -25,8 +26,9 @@ std::string opensslErrors() {
   return out.empty() ? "unknown OpenSSL error" : out;
 }
 
-// Plaintext bytes read per SSL_read call: one TLS record's worth.
+// Plaintext bytes per SSL_read / SSL_write call: one TLS record's worth.
 constexpr size_t kReadSlice = 16 * 1024;
+constexpr size_t kRecordSize = 16 * 1024;
 
 }  // namespace
 
@@ -157,6 +159,9 @@ IoResult TlsTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
     if (rc > 0) {
       buffer.commit(slices, 1, static_cast<size_t>(rc));
       result.bytes += rc;
+      // A short read with no record left inside OpenSSL: the socket is drained, and asking
+      // again would only cost a read(2) that says EAGAIN.
+      if (static_cast<size_t>(rc) < slices[0].iov_len && !SSL_has_pending(ssl_)) return result;
       continue;
     }
     buffer.commit(slices, 1, 0);
@@ -196,12 +201,13 @@ IoResult TlsTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
     if (!doHandshake(result) || !handshake_done_) return result;
   }
   while (!buffer.empty()) {
-    iovec slices[1];
-    buffer.peek(slices, 1);
-    // SSL_write with a moving buffer would need the same pointer on retry; we always pass the
-    // head of the buffer, which is where the retried bytes are.
+    // One record per 16 KiB: a response head and its small body go out as one record and one
+    // write(2), not one per buffer slice. A retried write passes the same bytes again
+    // (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows their address to change).
+    const size_t len = std::min<size_t>(buffer.length(), kRecordSize);
+    const void* data = buffer.linearize(len);
     ERR_clear_error();
-    const int rc = SSL_write(ssl_, slices[0].iov_base, static_cast<int>(slices[0].iov_len));
+    const int rc = SSL_write(ssl_, data, static_cast<int>(len));
     if (rc > 0) {
       buffer.drain(static_cast<size_t>(rc));
       result.bytes += rc;

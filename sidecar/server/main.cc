@@ -2,7 +2,9 @@
 // SIGTERM/SIGINT drains every connection (bounded by --drain-timeout) and exits 0.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <vector>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -91,6 +93,16 @@ int run() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--validate]");
-  absl::ParseCommandLine(argc, argv);
+  // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
+  std::vector<std::string> args(argv, argv + argc);
+  std::vector<char*> normalized;
+  for (std::string& arg : args) {
+    if (arg.rfind("--", 0) == 0) {
+      const size_t end = std::min(arg.find('='), arg.size());
+      std::replace(arg.begin() + 2, arg.begin() + end, '-', '_');
+    }
+    normalized.push_back(arg.data());
+  }
+  absl::ParseCommandLine(argc, normalized.data());
   return run();
 }
