@@ -66,6 +66,7 @@ TEST(FlowControlTest, HundredMegabytesStreamThroughWithBoundedHeap) {
   const uint64_t received = drainResponse(client.fd(), kBody, &peak);
   uploader.join();
   EXPECT_EQ(received, kBody);
+  RecordProperty("heap_growth_bytes", std::to_string(peak - baseline));
   // Two 64 KiB watermarks per direction plus buffer slack: a few MiB at most, never the body.
   EXPECT_LT(peak - baseline, 8u << 20) << "heap grew by " << (peak - baseline) << " bytes";
 }
