@@ -1,18 +1,25 @@
 // The registry of one worker's client connections: every accepted connection gets a 64-bit ID,
-// a state and timestamps, and leaves the registry in the same step that closes its socket.
+// a state, timestamps and a memory account, and leaves the registry in the same step that closes
+// its socket. It also carries out the operator's commands on them (drain, kill, policy changes)
+// and reports what happens to them as lifecycle events. Worker thread only.
 //
 // IDs are never reused in the life of the process and encode the owning worker in their low
 // 8 bits, so any thread can route a lookup to the right worker in O(1).
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "sidecar/conn/policy_table.h"
 #include "sidecar/event/dispatcher.h"
+#include "sidecar/event/memory_account.h"
 #include "sidecar/http/server_session.h"
 #include "sidecar/network/close_reason.h"
 #include "sidecar/network/listener.h"
@@ -23,23 +30,95 @@ constexpr int kWorkerIdBits = 8;
 constexpr uint32_t kMaxWorkers = 1u << kWorkerIdBits;
 inline uint32_t workerOfConnectionId(uint64_t id) { return id & (kMaxWorkers - 1); }
 
+struct MemoryUsage {
+  int64_t total = 0;
+  int64_t buffers = 0;
+  int64_t tls = 0;
+  int64_t codec = 0;
+  int64_t other = 0;
+  int64_t peak = 0;
+};
+
+// What an operator sees of one connection, copied on its worker.
+struct ConnectionSnapshot {
+  uint64_t id = 0;
+  uint32_t worker = 0;
+  std::string listener;
+  std::string peer;
+  std::string local;
+  bool tls = false;
+  network::TlsInfo tls_info;
+  std::string protocol;  // "http/1.1", or "tunnel" after an upgrade
+  http::SessionState state = http::SessionState::kIdle;
+  std::string route;     // of the latest request; empty before the first
+  std::chrono::system_clock::time_point created;
+  std::chrono::system_clock::time_point last_activity;
+  std::chrono::milliseconds age{0};
+  std::chrono::milliseconds idle{0};  // since the last activity
+  uint64_t requests = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  MemoryUsage memory;
+  network::CloseReason close_reason = network::CloseReason::kNone;  // set in "closed" events
+};
+
+// Which connections a bulk command or a list applies to. Unset fields match everything.
+struct ConnectionSelector {
+  std::optional<std::string> route;
+  std::optional<std::string> listener;
+  std::optional<http::SessionState> state;
+  std::optional<std::chrono::milliseconds> idle_at_least;
+  std::optional<std::chrono::milliseconds> age_at_least;
+  std::optional<network::Cidr> peer;
+};
+
+// What a drain or kill did to one connection.
+struct CommandResult {
+  enum class Outcome { kNotFound, kClosed, kDraining };
+  uint64_t id = 0;
+  Outcome outcome = Outcome::kNotFound;
+  http::SessionState state_before = http::SessionState::kIdle;
+};
+std::string_view commandOutcomeName(CommandResult::Outcome outcome);
+
+struct LifecycleEvent {
+  enum class Kind { kOpened, kStateChanged, kClosed };
+  Kind kind = Kind::kOpened;
+  ConnectionSnapshot connection;  // full for opened and closed; id, worker, state and route else
+};
+
+// Receives lifecycle events on the worker's thread: must not block. wanted() is asked first so
+// that nothing is copied when nobody listens.
+class LifecycleEventSink {
+ public:
+  virtual ~LifecycleEventSink() = default;
+  virtual bool wanted() const = 0;
+  virtual void publish(LifecycleEvent&& event) = 0;
+};
+
 class ConnectionManager;
 
 // One registered client connection: its session and what the operator sees of it.
 class ManagedConnection : public event::DeferredDeletable, private http::SessionObserver {
  public:
+  // Takes ownership of `account` (retired when this is destroyed).
   ManagedConnection(ConnectionManager& manager, uint64_t id, network::ListenerShared& listener,
-                    network::ConnectionPtr connection);
+                    network::ConnectionPtr connection, event::MemoryAccount* account);
   ~ManagedConnection() override;
 
   uint64_t id() const { return id_; }
   http::ServerSession& session() { return *session_; }
   http::SessionState state() const { return session_->state(); }
-  const std::string& routeName() const { return route_name_; }
+  const http::Route* route() const { return route_; }
   event::MonotonicTime createdAt() const { return created_; }
   event::MonotonicTime lastActivity() const { return last_activity_; }
   uint64_t requestsServed() const { return requests_served_; }
   const network::ListenerShared& listener() const { return listener_; }
+  const event::MemoryAccount& memoryAccount() const { return *account_; }
+  ConnectionSnapshot snapshot() const;
+  bool matches(const ConnectionSelector& selector, event::MonotonicTime now) const;
+  // Re-reads this connection's policy from the manager's current table.
+  void refreshPolicy();
 
  private:
   friend class ConnectionManager;
@@ -47,13 +126,19 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   void onSessionStateChanged(http::SessionState state) override;
   void onRequestRouted(const http::Route* route) override;
   void onRequestComplete() override;
+  void onHibernated() override;
   void onSessionClosed(network::CloseReason reason) override;
 
+  struct RetireAccount {
+    void operator()(event::MemoryAccount* account) const { account->retire(); }
+  };
+  // First member, so destroyed last: everything below is charged to it.
+  std::unique_ptr<event::MemoryAccount, RetireAccount> account_;
   ConnectionManager& manager_;
   const uint64_t id_;
   network::ListenerShared& listener_;
   std::unique_ptr<http::ServerSession> session_;
-  std::string route_name_;
+  const http::Route* route_ = nullptr;
   event::MonotonicTime created_;
   event::MonotonicTime last_activity_;
   uint64_t requests_served_ = 0;
@@ -62,7 +147,7 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
 class ConnectionManager {
  public:
   ConnectionManager(event::Dispatcher& dispatcher, uint32_t worker_index,
-                    http::WorkerHttpContext& http_context);
+                    http::WorkerHttpContext& http_context, PolicyTablePtr policies);
   ~ConnectionManager();
 
   // Takes ownership of an accepted socket on `listener`: transport (TLS when configured),
@@ -72,27 +157,53 @@ class ConnectionManager {
   size_t size() const { return connections_.size(); }
   ManagedConnection* find(uint64_t id) const;
   void forEach(const std::function<void(ManagedConnection&)>& fn) const;
-  // Drains every connection (shutdown): see ServerSession::drain().
-  void drainAll(network::CloseReason reason);
+
+  // Drains one connection (see ServerSession::drain); no deadline: its policy's drain_timeout.
+  CommandResult drain(uint64_t id, std::optional<std::chrono::milliseconds> deadline,
+                      network::CloseReason reason = network::CloseReason::kDrained);
+  // Abortive close now; its request in flight is cancelled, its upstream connection discarded.
+  CommandResult kill(uint64_t id);
+  // The same for every connection the selector matches.
+  std::vector<CommandResult> drainMatching(const ConnectionSelector& selector,
+                                           std::optional<std::chrono::milliseconds> deadline);
+  std::vector<CommandResult> killMatching(const ConnectionSelector& selector);
+  // Drains every connection (shutdown).
+  void drainAll(network::CloseReason reason, std::chrono::milliseconds deadline);
   // Closes every connection now.
   void closeAll(network::CloseReason reason);
+
+  // Every connection obeys `policies` from now on; timers are re-armed at once.
+  void setPolicies(PolicyTablePtr policies);
+  const PolicyTable& policies() const { return *policies_; }
+  void setEventSink(LifecycleEventSink* sink) { sink_ = sink; }
 
   // Closes since start, by reason (index: CloseReason value).
   const std::array<uint64_t, 32>& closesByReason() const { return closes_by_reason_; }
   uint64_t opened() const { return opened_; }
+  uint64_t hibernations() const { return hibernations_; }
+  uint32_t workerIndex() const { return worker_index_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
   http::WorkerHttpContext& httpContext() { return http_context_; }
 
  private:
   friend class ManagedConnection;
   void onClosed(ManagedConnection& connection, network::CloseReason reason);
+  void onHibernated();
+  void publish(LifecycleEvent::Kind kind, const ManagedConnection& connection,
+               network::CloseReason reason = network::CloseReason::kNone);
+  std::vector<uint64_t> idsMatching(const ConnectionSelector& selector) const;
 
   event::Dispatcher& dispatcher_;
   const uint32_t worker_index_;
   http::WorkerHttpContext& http_context_;
+  PolicyTablePtr policies_;
+  LifecycleEventSink* sink_ = nullptr;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ManagedConnection>> connections_;
+  // Gives memory freed by hibernation back to the system, at most once per interval.
+  std::unique_ptr<event::Timer> trim_timer_;
   uint64_t next_sequence_ = 1;
   uint64_t opened_ = 0;
+  uint64_t hibernations_ = 0;
   std::array<uint64_t, 32> closes_by_reason_{};
 };
 

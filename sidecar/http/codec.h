@@ -80,6 +80,8 @@ class ServerCodec {
   virtual bool streamActive() const = 0;
   // True between a request's first byte and the end of its header section.
   virtual bool readingHeaders() const = 0;
+  // True once the current request (head and body) has been fully received.
+  virtual bool requestComplete() const = 0;
   // HTTP/1: after the in-flight response, accept no new request; pipelined requests not yet
   // started are dropped.
   virtual void shutdownAfterCurrent() = 0;

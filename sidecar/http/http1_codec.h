@@ -38,9 +38,8 @@ class Http1ServerCodec : public ServerCodec, private ResponseEncoder {
   bool wantsClose() const override;
   bool upgraded() const override;
 
-  // True when the current request has been fully received (so dispatch() will not consume
-  // more bytes until its response completes).
-  bool requestComplete() const;
+  // Also: dispatch() will not consume more bytes until the response completes.
+  bool requestComplete() const override;
 
  private:
   struct Impl;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "sidecar/http/policy.h"
 #include "sidecar/network/address.h"
 
 namespace connwarden::http {
@@ -24,6 +25,7 @@ struct RouteConfig {
   std::string host;  // "" = any; "api.example.com"; "*.example.com" (lower case)
   std::string path_prefix;
   std::string cluster;
+  RoutePolicy policy;
 };
 
 }  // namespace connwarden::http

@@ -58,7 +58,7 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
 }
 
 void ProxyStream::sendToUpstream() {
-  upstream_ = pool_->acquire(*this);
+  upstream_ = pool_->acquire(*this, session_.connection().memoryAccount());
   upstream_->encodeHeaders(*head_);
   if (request_complete_) upstream_->startResponseTimeout();
 }
@@ -79,6 +79,7 @@ void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
 }
 
 void ProxyStream::decodeResponseHeaders(std::unique_ptr<ResponseHead> head, bool end_stream) {
+  event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   response_started_ = true;
   if (head->status == 101 && head_->upgrade) {
     removeHopByHopHeaders(head->headers, /*keep_upgrade=*/true);
@@ -93,11 +94,13 @@ void ProxyStream::decodeResponseHeaders(std::unique_ptr<ResponseHead> head, bool
 }
 
 void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
+  event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   if (end_stream) response_complete_ = true;
   encoder_.encodeData(data, end_stream);  // may complete the stream
 }
 
 void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
+  event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   const bool reused = upstream_ != nullptr && upstream_->reused();
   releaseUpstream();
   // An idle keep-alive connection may have been closed by the application just as we sent on
@@ -122,6 +125,7 @@ void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
 }
 
 void ProxyStream::onUpstreamTunnelData(network::Buffer& data, bool end_stream) {
+  event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   session_.writeTunnel(data, end_stream);
 }
 
@@ -151,6 +155,10 @@ void ProxyStream::onDownstreamWatermark(bool above) {
   if (upstream_ == nullptr || above == upstream_paused_by_downstream_) return;
   upstream_paused_by_downstream_ = above;
   upstream_->readDisable(above);
+}
+
+void ProxyStream::releaseUpstreamBuffers() {
+  if (upstream_ != nullptr) upstream_->connection().releaseBuffers();
 }
 
 void ProxyStream::cancel() {

@@ -33,6 +33,8 @@ class ProxyStream : public RequestDecoder,
   void tunnelToUpstream(network::Buffer& data, bool end_stream);
   // The client's write buffer crossed its watermarks: pause / resume reading the application.
   void onDownstreamWatermark(bool above);
+  // An idle tunnel hibernates: the upstream connection's empty buffers are freed too.
+  void releaseUpstreamBuffers();
 
  private:
   // UpstreamCallbacks

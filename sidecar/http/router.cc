@@ -24,7 +24,7 @@ Router::Router(const std::vector<RouteConfig>& routes, const std::vector<Cluster
       if (clusters[i].name == route.cluster) index = i;
     }
     CW_ASSERT(index < clusters.size());
-    routes_.push_back({route, index});
+    routes_.push_back({route, index, routes_.size()});
   }
 }
 

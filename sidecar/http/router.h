@@ -12,6 +12,7 @@ namespace connwarden::http {
 struct Route {
   RouteConfig config;
   size_t cluster_index;  // into the server's cluster list
+  size_t index;          // in the route list
 };
 
 class Router {

@@ -14,30 +14,43 @@ std::string_view sessionStateName(SessionState state) {
     case SessionState::kActive: return "active";
     case SessionState::kTunnel: return "tunnel";
     case SessionState::kDraining: return "draining";
+    case SessionState::kHibernating: return "hibernating";
   }
   return "unknown";
 }
 
+namespace {
+constexpr http::Http1Limits kServerLimits{};
+}  // namespace
+
 ServerSession::ServerSession(WorkerHttpContext& context, const network::ListenerConfig& listener,
-                             network::ConnectionPtr connection, SessionObserver& observer)
+                             const ConnectionPolicy& policy, network::ConnectionPtr connection,
+                             SessionObserver& observer)
     : context_(context),
       listener_(listener),
       connection_(std::move(connection)),
       observer_(observer),
-      codec_(std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this))) {
+      policy_(&policy),
+      codec_(std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this),
+                                                kServerLimits)) {
   connection_->setCallbacks(*this);
   connection_->setBufferLimits(listener_.buffer_high_watermark);
-  timer_ = context_.dispatcher.createTimer([this] { onTimer(); });
-  resume_timer_ = context_.dispatcher.createTimer([this] { dispatchRequests(); });
+  connection_->setWriteTimeout(policy_->write_timeout);
+  timer_ = context_.dispatcher.createTimer([this] {
+    event::MemoryAccount::Scope scope(connection_->memoryAccount());
+    onTimer();
+  });
+  resume_timer_ = context_.dispatcher.createTimer([this] {
+    event::MemoryAccount::Scope scope(connection_->memoryAccount());
+    dispatchRequests();
+  });
+  opened_at_ = context_.dispatcher.now();
+  state_since_ = opened_at_;
+  request_started_ = opened_at_;
+  // Until its first request, a connection is bounded by the header timeout from its opening (a
+  // client that connects and says nothing holds a descriptor for nothing), then by idle rules.
   state_ = connection_->transportConnected() ? SessionState::kIdle : SessionState::kHandshake;
-  // The first request head (and the TLS handshake before it) must come within the header
-  // timeout: a client that connects and says nothing holds a descriptor for nothing.
-  if (listener_.request_header_timeout.count() > 0) {
-    timer_reason_ = network::CloseReason::kHeaderTimeout;
-    timer_->enable(listener_.request_header_timeout);
-  } else {
-    armTimer();
-  }
+  armTimer();
 }
 
 const std::string& ServerSession::clientIp() {
@@ -55,35 +68,118 @@ void ServerSession::setState(SessionState state) {
   observer_.onSessionStateChanged(state);
 }
 
+void ServerSession::setPolicy(const ConnectionPolicy& policy) {
+  policy_ = &policy;
+  connection_->setWriteTimeout(policy.write_timeout);
+  if (!closed_) armTimer();
+}
+
 void ServerSession::armTimer() {
-  std::chrono::milliseconds timeout{0};
+  const ConnectionPolicy& policy = *policy_;
+  event::MonotonicTime deadline = event::MonotonicTime::max();
+  TimerAction action = TimerAction::kNone;
+  network::CloseReason reason = network::CloseReason::kNone;
+  auto consider = [&](std::chrono::milliseconds timeout, event::MonotonicTime since,
+                      TimerAction what, network::CloseReason why) {
+    if (timeout.count() <= 0 || since + timeout >= deadline) return;
+    deadline = since + timeout;
+    action = what;
+    reason = why;
+  };
+  const bool first_request = requests_started_ == 0;
   switch (state_) {
+    case SessionState::kHandshake:
+      consider(policy.request_header_timeout, opened_at_, TimerAction::kClose,
+               network::CloseReason::kHeaderTimeout);
+      break;
     case SessionState::kIdle:
-      timeout = listener_.idle_timeout;
-      timer_reason_ = network::CloseReason::kIdleTimeout;
+      if (first_request) {
+        consider(policy.request_header_timeout, opened_at_, TimerAction::kClose,
+                 network::CloseReason::kHeaderTimeout);
+      }
+      if (policy.hibernate) {
+        // `after` of 0 still goes through the timer: from the loop, never inside a response.
+        const auto after = std::max(policy.hibernate_after, std::chrono::milliseconds(1));
+        consider(after, std::max(state_since_, hibernate_not_before_), TimerAction::kHibernate,
+                 network::CloseReason::kNone);
+      }
+      [[fallthrough]];
+    case SessionState::kHibernating:
+      consider(policy.idle_timeout, state_since_, TimerAction::kClose,
+               network::CloseReason::kIdleTimeout);
+      break;
+    case SessionState::kActive:
+    case SessionState::kDraining:
+      if (codec_ != nullptr && codec_->readingHeaders()) {
+        consider(policy.request_header_timeout, request_started_, TimerAction::kClose,
+                 network::CloseReason::kHeaderTimeout);
+      }
+      if (codec_ != nullptr && codec_->streamActive() && !request_received_) {
+        consider(policy.request_timeout, request_started_, TimerAction::kClose,
+                 network::CloseReason::kRequestTimeout);
+      }
       break;
     case SessionState::kTunnel:
-      timeout = listener_.tunnel_idle_timeout;
-      timer_reason_ = network::CloseReason::kIdleTimeout;
-      break;
-    default:
+      if (policy.hibernate && !tunnel_hibernated_) {
+        const auto after = std::max(policy.hibernate_after, std::chrono::milliseconds(1));
+        consider(after, state_since_, TimerAction::kHibernate, network::CloseReason::kNone);
+      }
+      consider(policy.tunnel_idle_timeout, state_since_, TimerAction::kClose,
+               network::CloseReason::kIdleTimeout);
       break;
   }
-  if (timeout.count() > 0) {
-    timer_->enable(timeout);
+  if (drain_reason_ != network::CloseReason::kNone) {
+    if (drain_deadline_ < deadline) {
+      deadline = drain_deadline_;
+      action = TimerAction::kDrainDeadline;
+      reason = drain_reason_;
+    }
   } else {
-    timer_->disable();
+    consider(policy.max_connection_age, opened_at_, TimerAction::kStartDrain,
+             network::CloseReason::kMaxAge);
   }
+  timer_action_ = action;
+  timer_reason_ = reason;
+  if (action == TimerAction::kNone) {
+    timer_->disable();
+    return;
+  }
+  const auto now = context_.dispatcher.now();
+  timer_->enable(deadline <= now ? std::chrono::milliseconds(0)
+                                 : std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
 }
 
 void ServerSession::onTimer() {
+  if (closed_) return;
+  switch (timer_action_) {
+    case TimerAction::kNone:
+      return;
+    case TimerAction::kHibernate:
+      hibernate();
+      return;
+    case TimerAction::kStartDrain:
+      CW_LOG(kDebug, "connection %s: max age reached, draining",
+             connection_->peerAddress().toString());
+      drain(timer_reason_, policy_->drain_timeout);
+      return;
+    case TimerAction::kDrainDeadline:
+      // Shutdown keeps its reason; an operator's drain that ran out of time is a kill.
+      close(timer_reason_ == network::CloseReason::kShutdown ? timer_reason_
+                                                             : network::CloseReason::kKilled,
+            /*abort=*/true);
+      return;
+    case TimerAction::kClose:
+      break;
+  }
   CW_LOG(kDebug, "connection %s: %s", connection_->peerAddress().toString(),
          network::closeReasonName(timer_reason_));
   if (stream_ != nullptr && stream_->responseStarted()) {
     close(timer_reason_, /*abort=*/true);
-  } else if (timer_reason_ == network::CloseReason::kHeaderTimeout &&
-             connection_->transportConnected() && codec_->readingHeaders()) {
-    // A partial request head: tell the client why before closing.
+  } else if ((timer_reason_ == network::CloseReason::kHeaderTimeout ||
+              timer_reason_ == network::CloseReason::kRequestTimeout) &&
+             connection_->transportConnected() && codec_ != nullptr && codec_->streamActive()) {
+    // A partial request: tell the client why before closing.
+    destroyStream();
     const std::string response =
         "HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
     network::Buffer out;
@@ -95,6 +191,49 @@ void ServerSession::onTimer() {
   }
 }
 
+void ServerSession::enterIdle() {
+  state_since_ = context_.dispatcher.now();
+  setState(SessionState::kIdle);
+  armTimer();
+}
+
+void ServerSession::hibernate() {
+  if (state_ == SessionState::kTunnel) {
+    // Stays a tunnel; only the (empty) buffers go, on both sides, until bytes move again.
+    tunnel_hibernated_ = true;
+    connection_->releaseBuffers();
+    if (stream_ != nullptr) stream_->releaseUpstreamBuffers();
+    armTimer();
+    observer_.onHibernated();
+    return;
+  }
+  if (state_ != SessionState::kIdle || !connection_->readBuffer().empty() ||
+      connection_->writeBufferLength() > 0 || (codec_ != nullptr && codec_->streamActive())) {
+    // Not quiet after all (the response is still draining to a slow client): try again later.
+    hibernate_not_before_ = context_.dispatcher.now() + std::chrono::milliseconds(100);
+    armTimer();
+    return;
+  }
+  codec_.reset();
+  resume_timer_.reset();
+  client_ip_ = std::string();
+  connection_->releaseBuffers();
+  setState(SessionState::kHibernating);
+  armTimer();
+  observer_.onHibernated();
+}
+
+void ServerSession::wake() {
+  codec_ = std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this),
+                                              kServerLimits);
+  resume_timer_ = context_.dispatcher.createTimer([this] {
+    event::MemoryAccount::Scope scope(connection_->memoryAccount());
+    dispatchRequests();
+  });
+  state_since_ = context_.dispatcher.now();
+  setState(SessionState::kIdle);
+}
+
 void ServerSession::onEvent(network::ConnectionEvent event) {
   if (event == network::ConnectionEvent::kConnected) {
     if (state_ == SessionState::kHandshake) setState(SessionState::kIdle);
@@ -103,7 +242,7 @@ void ServerSession::onEvent(network::ConnectionEvent event) {
   if (closed_) return;
   closed_ = true;
   timer_->disable();
-  resume_timer_->disable();
+  if (resume_timer_ != nullptr) resume_timer_->disable();
   destroyStream();
   observer_.onSessionClosed(connection_->closeReason());  // may schedule our deletion
 }
@@ -118,6 +257,8 @@ void ServerSession::onData(network::Buffer& data, bool end_stream) {
   if (closed_) return;
   if (state_ == SessionState::kTunnel) {
     downstream_end_stream_ = end_stream;
+    state_since_ = context_.dispatcher.now();
+    tunnel_hibernated_ = false;
     armTimer();
     stream_->tunnelToUpstream(data, end_stream);
     if (downstream_end_stream_ && upstream_end_stream_) {
@@ -127,26 +268,36 @@ void ServerSession::onData(network::Buffer& data, bool end_stream) {
     return;
   }
   downstream_end_stream_ = end_stream;
+  if (state_ == SessionState::kHibernating) wake();
   dispatchRequests();
 }
 
 void ServerSession::dispatchRequests() {
-  if (closed_ || state_ == SessionState::kTunnel) return;
+  if (closed_ || state_ == SessionState::kTunnel || codec_ == nullptr) return;
   network::Buffer& data = connection_->readBuffer();
-  const bool was_reading_request = codec_->streamActive();
-  if (!data.empty() && !codec_->dispatch(data)) {
+  const bool was_active = codec_->streamActive();
+  const bool was_reading_headers = codec_->readingHeaders();
+  if (!was_active && !data.empty()) request_started_ = context_.dispatcher.now();
+  bool parsed = true;
+  if (!data.empty()) {
+    event::MemoryAccount::CategoryScope codec_memory(event::MemoryCategory::kCodec);
+    parsed = codec_->dispatch(data);
+  }
+  if (!parsed) {
     onCodecError();
     return;
   }
   if (closed_ || state_ == SessionState::kTunnel) return;
-  if (!was_reading_request && codec_->readingHeaders()) {
-    // First bytes of a new request head.
-    setState(SessionState::kActive);
-    if (listener_.request_header_timeout.count() > 0) {
-      timer_reason_ = network::CloseReason::kHeaderTimeout;
-      timer_->enable(listener_.request_header_timeout);
-    } else {
-      timer_->disable();
+  if (codec_->streamActive()) {
+    // Deadlines change when a request starts, its head completes or its body ends.
+    const bool received = codec_->requestComplete();
+    if (!was_active || was_reading_headers != codec_->readingHeaders() ||
+        received != request_received_) {
+      request_received_ = received;
+      if (!was_active && drain_reason_ == network::CloseReason::kNone) {
+        setState(SessionState::kActive);
+      }
+      armTimer();
     }
   }
   if (!codec_->streamActive() && downstream_end_stream_) {
@@ -165,9 +316,16 @@ void ServerSession::dispatchRequests() {
 
 RequestDecoder& ServerSession::newStream(ResponseEncoder& encoder) {
   CW_ASSERT(stream_ == nullptr);
-  setState(SessionState::kActive);
-  // The head is complete; from here on the exchange is bounded by the upstream's timeouts.
-  timer_->disable();
+  ++requests_started_;
+  const uint32_t max_requests = policy_->max_requests_per_connection;
+  if (max_requests > 0 && requests_started_ >= max_requests &&
+      drain_reason_ == network::CloseReason::kNone) {
+    // The last request this connection serves: its response says `Connection: close`.
+    drain_reason_ = network::CloseReason::kMaxRequests;
+    drain_deadline_ = event::MonotonicTime::max();
+    encoder.setCloseAfterResponse();
+    codec_->shutdownAfterCurrent();
+  }
   stream_ = std::make_unique<ProxyStream>(*this, encoder);
   return *stream_;
 }
@@ -175,6 +333,7 @@ RequestDecoder& ServerSession::newStream(ResponseEncoder& encoder) {
 void ServerSession::onStreamComplete(ResponseEncoder&) {
   observer_.onRequestComplete();
   destroyStream();
+  request_received_ = false;
   if (codec_->wantsClose()) {
     connection_->close(network::Connection::CloseType::kFlushWrite,
                        drain_reason_ != network::CloseReason::kNone
@@ -190,8 +349,7 @@ void ServerSession::onStreamComplete(ResponseEncoder&) {
     connection_->close(network::Connection::CloseType::kFlushWrite, drain_reason_);
     return;
   }
-  setState(SessionState::kIdle);
-  armTimer();
+  enterIdle();
   if (!connection_->readBuffer().empty() || downstream_end_stream_) {
     // A pipelined request is waiting; start it from the loop, not from inside this response.
     resume_timer_->enable(std::chrono::milliseconds(0));
@@ -233,20 +391,40 @@ void ServerSession::close(network::CloseReason reason, bool abort) {
                      reason);
 }
 
-void ServerSession::drain(network::CloseReason reason) {
-  if (closed_ || drain_reason_ != network::CloseReason::kNone) return;
+void ServerSession::drain(network::CloseReason reason, std::chrono::milliseconds deadline) {
+  if (closed_) return;
+  if (deadline.count() <= 0) {
+    close(reason == network::CloseReason::kShutdown ? reason : network::CloseReason::kKilled,
+          /*abort=*/true);
+    return;
+  }
+  const event::MonotonicTime at = context_.dispatcher.now() + deadline;
+  if (drain_reason_ != network::CloseReason::kNone &&
+      drain_reason_ != network::CloseReason::kMaxRequests) {
+    if (at < drain_deadline_) {
+      drain_deadline_ = at;
+      armTimer();
+    }
+    return;
+  }
   drain_reason_ = reason;
-  if (state_ == SessionState::kTunnel) return;
+  drain_deadline_ = at;
+  if (state_ == SessionState::kTunnel) {
+    armTimer();  // the peers decide when it ends, within the deadline
+    return;
+  }
   if (stream_ == nullptr) {
-    // Nothing in flight (idle, handshake, or a partial head that would be dropped anyway).
+    // Nothing in flight (idle, hibernating, handshake, or a partial head that is dropped).
     connection_->close(network::Connection::CloseType::kFlushWrite, reason);
     return;
   }
   codec_->shutdownAfterCurrent();
   setState(SessionState::kDraining);
+  armTimer();
 }
 
 void ServerSession::startTunnel() {
+  state_since_ = context_.dispatcher.now();
   setState(SessionState::kTunnel);
   armTimer();
   network::Buffer& pending = connection_->readBuffer();
@@ -257,6 +435,8 @@ void ServerSession::startTunnel() {
 
 void ServerSession::writeTunnel(network::Buffer& data, bool end_stream) {
   if (closed_) return;
+  state_since_ = context_.dispatcher.now();
+  tunnel_hibernated_ = false;
   armTimer();
   upstream_end_stream_ = upstream_end_stream_ || end_stream;
   connection_->write(data, end_stream);

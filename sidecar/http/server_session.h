@@ -1,11 +1,17 @@
 // One client connection speaking HTTP: it owns the downstream Connection, the codec and the
-// request being proxied (a ProxyStream), and runs the connection's timers.
+// request being proxied (a ProxyStream), and enforces the connection's policy with one timer.
 //
 //   accept ─▶ HANDSHAKE (TLS) ─▶ IDLE ──first byte──▶ ACTIVE ──response done──▶ IDLE ─▶ …
-//                                  │                    │ 101
-//                                  │                    ▼
-//                                  │                  TUNNEL (bytes both ways)
-//                                  └── idle / header / tunnel-idle timeout, error, peer close ─▶ closed
+//                                 │  ▲                  │ 101         drain()
+//                  hibernate.after│  │next bytes        ▼               ▼
+//                                 ▼  │               TUNNEL         DRAINING ─▶ closed
+//                              HIBERNATING
+//   any state ── timeout (idle, header, request, write, tunnel idle), error, peer close ─▶ closed
+//
+// The timer always runs to the earliest deadline that applies in the current state (header,
+// request, hibernate, idle, tunnel idle, max age, drain deadline); a policy change re-arms it.
+// Hibernating frees the codec, the socket buffers and TLS's record buffers; the next bytes
+// make them again.
 //
 // The layer above (conn/) learns every state change and the close through SessionObserver.
 // Worker thread only.
@@ -18,6 +24,7 @@
 
 #include "sidecar/event/dispatcher.h"
 #include "sidecar/http/codec.h"
+#include "sidecar/http/policy.h"
 #include "sidecar/http/router.h"
 #include "sidecar/http/upstream_pool.h"
 #include "sidecar/network/connection.h"
@@ -32,7 +39,7 @@ struct WorkerHttpContext {
   std::vector<std::unique_ptr<UpstreamPool>>& pools;  // by cluster index
 };
 
-enum class SessionState { kHandshake, kIdle, kActive, kTunnel, kDraining };
+enum class SessionState { kHandshake, kIdle, kActive, kTunnel, kDraining, kHibernating };
 std::string_view sessionStateName(SessionState state);
 
 class SessionObserver {
@@ -43,6 +50,8 @@ class SessionObserver {
   virtual void onRequestRouted(const Route* route) = 0;
   // A request/response exchange finished (counted in `requests served`).
   virtual void onRequestComplete() = 0;
+  // The connection released its buffers (hibernated): memory may be given back to the system.
+  virtual void onHibernated() = 0;
   // The socket is closed. The observer may hand the session to deferred deletion now.
   virtual void onSessionClosed(network::CloseReason reason) = 0;
 };
@@ -51,8 +60,10 @@ class ProxyStream;
 
 class ServerSession : private network::ConnectionCallbacks, private ServerCodecCallbacks {
  public:
+  // `policy` must stay valid until replaced by setPolicy() or the session is destroyed.
   ServerSession(WorkerHttpContext& context, const network::ListenerConfig& listener,
-                network::ConnectionPtr connection, SessionObserver& observer);
+                const ConnectionPolicy& policy, network::ConnectionPtr connection,
+                SessionObserver& observer);
   ~ServerSession() override;
 
   SessionState state() const { return state_; }
@@ -67,8 +78,15 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   void close(network::CloseReason reason, bool abort);
   // Graceful close: an idle connection closes now; a request in flight completes with
   // `Connection: close` and pipelined requests not yet started are dropped; a tunnel is left to
-  // its peers. `reason` is recorded (drained, shutdown).
-  void drain(network::CloseReason reason);
+  // its peers. `reason` is recorded (drained, shutdown, max_age). At `deadline` (from now) the
+  // drain becomes an abortive close; 0 means now. A second drain can only shorten the deadline.
+  void drain(network::CloseReason reason, std::chrono::milliseconds deadline);
+  bool draining() const { return drain_reason_ != network::CloseReason::kNone; }
+
+  // The policy to obey from now on (the route of the latest request, or a runtime change):
+  // deadlines are recomputed at once.
+  void setPolicy(const ConnectionPolicy& policy);
+  const ConnectionPolicy& policy() const { return *policy_; }
 
   // --- For ProxyStream ---
   void setRoute(const Route* route) { observer_.onRequestRouted(route); }
@@ -94,22 +112,37 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   void dispatchRequests();
   void onCodecError();
   void setState(SessionState state);
+  // What the timer does when it fires.
+  enum class TimerAction { kNone, kClose, kHibernate, kStartDrain, kDrainDeadline };
   void armTimer();
   void onTimer();
   void destroyStream();
+  void hibernate();
+  void wake();
+  void enterIdle();
 
   WorkerHttpContext& context_;
   const network::ListenerConfig& listener_;
   network::ConnectionPtr connection_;
   SessionObserver& observer_;
-  std::unique_ptr<ServerCodec> codec_;
+  const ConnectionPolicy* policy_;
+  std::unique_ptr<ServerCodec> codec_;  // null while hibernating
   std::unique_ptr<ProxyStream> stream_;
-  std::unique_ptr<event::Timer> timer_;         // idle, header or tunnel-idle timeout
+  std::unique_ptr<event::Timer> timer_;         // the earliest deadline, see armTimer()
   std::unique_ptr<event::Timer> resume_timer_;  // pipelined requests, after a response
   std::string client_ip_;
+  event::MonotonicTime opened_at_;
+  event::MonotonicTime state_since_;       // entered IDLE / HIBERNATING; last tunnel bytes
+  event::MonotonicTime request_started_;   // first byte of the current request
+  event::MonotonicTime drain_deadline_;
+  event::MonotonicTime hibernate_not_before_;
+  uint64_t requests_started_ = 0;
   SessionState state_ = SessionState::kHandshake;
+  TimerAction timer_action_ = TimerAction::kNone;
   network::CloseReason timer_reason_ = network::CloseReason::kNone;
   network::CloseReason drain_reason_ = network::CloseReason::kNone;
+  bool request_received_ = false;  // the current request's head and body are all in
+  bool tunnel_hibernated_ = false;
   bool downstream_end_stream_ = false;
   bool upstream_end_stream_ = false;
   bool pipeline_read_disabled_ = false;

@@ -82,7 +82,14 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
     awaiting_response_ = false;
     timer_->disable();
   }
-  if (!codec_.dispatch(data)) {
+  bool parsed;
+  {
+    // Parser state outlives the exchange: it is the pool's. The stream's callbacks switch back
+    // to the client connection's account.
+    event::MemoryAccount::Scope scope(pool_.account_);
+    parsed = codec_.dispatch(data);
+  }
+  if (!parsed) {
     CW_LOG(kWarn, "upstream %s: %s", connection_->peerAddress().toString(), codec_.error());
     fail(UpstreamFailure::kProtocolError);
     return;
@@ -161,37 +168,43 @@ void UpstreamClient::fail(UpstreamFailure failure) {
 // --- UpstreamPool -------------------------------------------------------------------------------
 
 UpstreamPool::UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& config)
-    : dispatcher_(dispatcher), config_(config) {}
+    : dispatcher_(dispatcher), config_(config), account_(event::MemoryAccount::create()) {}
 
 UpstreamPool::~UpstreamPool() {
   // Streams release their connections before the pool goes; what is left is idle.
   for (UpstreamClient* client : idle_) delete client;
+  account_->retire();
 }
 
-UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks) {
+UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks,
+                                      event::MemoryAccount* account) {
   CW_ASSERT(dispatcher_.isThreadSafe());
   ++active_;
+  UpstreamClient* client;
   if (!idle_.empty()) {
-    UpstreamClient* client = idle_.front();
+    client = idle_.front();
     idle_.pop_front();
     client->idle_ = false;
     client->timer_->disable();
-    client->callbacks_ = &callbacks;
-    return client;
+  } else {
+    ++connects_started_;
+    const network::Address& address =
+        config_.addresses[next_address_++ % config_.addresses.size()];
+    event::MemoryAccount::Scope scope(account_);
+    client = new UpstreamClient(
+        *this, network::Connection::connectTo(dispatcher_, address,
+                                              std::make_unique<network::RawTransportSocket>()));
+    client->timer_->enable(config_.connect_timeout);
   }
-  ++connects_started_;
-  const network::Address& address = config_.addresses[next_address_++ % config_.addresses.size()];
-  auto* client = new UpstreamClient(
-      *this, network::Connection::connectTo(dispatcher_, address,
-                                            std::make_unique<network::RawTransportSocket>()));
   client->callbacks_ = &callbacks;
-  client->timer_->enable(config_.connect_timeout);
+  client->connection_->setMemoryAccount(account);
   return client;
 }
 
 void UpstreamPool::release(UpstreamClient* client) {
   CW_ASSERT(active_ > 0);
   --active_;
+  client->connection_->setMemoryAccount(account_);
   client->callbacks_ = nullptr;
   client->awaiting_response_ = false;
   if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||

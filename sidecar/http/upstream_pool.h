@@ -102,8 +102,9 @@ class UpstreamPool {
 
   // Returns a connection bound to `callbacks`: an idle one when there is one, otherwise a new
   // one being connected. Never null: a connect that cannot even start fails through
-  // onUpstreamFailure() from the event loop.
-  UpstreamClient* acquire(UpstreamCallbacks& callbacks);
+  // onUpstreamFailure() from the event loop. Until release(), the connection's buffers are
+  // charged to `account` (the client connection's); its own state stays the pool's.
+  UpstreamClient* acquire(UpstreamCallbacks& callbacks, event::MemoryAccount* account);
   // Gives the connection back after its exchange (complete or not). The pool decides whether
   // to keep it; the caller must not touch it again.
   void release(UpstreamClient* client);
@@ -113,6 +114,8 @@ class UpstreamPool {
   size_t activeCount() const { return active_; }
   uint64_t connectFailures() const { return connect_failures_; }
   uint64_t connectsStarted() const { return connects_started_; }
+  // What the pool's connections hold while idle, and their parsers' state at all times.
+  const event::MemoryAccount& memoryAccount() const { return *account_; }
 
  private:
   friend class UpstreamClient;
@@ -120,6 +123,7 @@ class UpstreamPool {
 
   event::Dispatcher& dispatcher_;
   ClusterConfig config_;
+  event::MemoryAccount* account_;
   std::list<UpstreamClient*> idle_;  // most recently used first
   size_t active_ = 0;
   size_t next_address_ = 0;

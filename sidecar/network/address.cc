@@ -113,4 +113,59 @@ std::string Address::toString() const {
   return "-";
 }
 
+absl::StatusOr<Cidr> Cidr::parse(std::string_view text_view) {
+  const std::string text(text_view);
+  const size_t slash = text.find('/');
+  const std::string ip(text.substr(0, slash));
+  Cidr cidr;
+  if (inet_pton(AF_INET, ip.c_str(), cidr.bytes_) == 1) {
+    cidr.prefix_ = 32;
+  } else if (inet_pton(AF_INET6, ip.c_str(), cidr.bytes_) == 1) {
+    cidr.v6_ = true;
+    cidr.prefix_ = 128;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"", text, "\" is not an address range such as 10.0.0.0/8 or ::1/128"));
+  }
+  if (slash != std::string::npos) {
+    const std::string bits = text.substr(slash + 1);
+    int prefix = 0;
+    if (bits.empty() || bits.size() > 3 ||
+        bits.find_first_not_of("0123456789") != std::string::npos ||
+        (prefix = std::stoi(bits)) > cidr.prefix_) {
+      return absl::InvalidArgumentError(absl::StrCat("\"", text, "\": the prefix length must be 0..",
+                                                     cidr.prefix_));
+    }
+    cidr.prefix_ = prefix;
+  }
+  return cidr;
+}
+
+bool Cidr::contains(const Address& address) const {
+  const uint8_t* bytes = nullptr;
+  if (address.family() == AF_INET && !v6_) {
+    bytes = reinterpret_cast<const uint8_t*>(&address.storage_.in4.sin_addr);
+  } else if (address.family() == AF_INET6) {
+    bytes = reinterpret_cast<const uint8_t*>(&address.storage_.in6.sin6_addr);
+    if (!v6_) {
+      if (!IN6_IS_ADDR_V4MAPPED(&address.storage_.in6.sin6_addr)) return false;
+      bytes += 12;
+    }
+  } else {
+    return false;
+  }
+  const int whole = prefix_ / 8;
+  if (std::memcmp(bytes, bytes_, whole) != 0) return false;
+  const int rest = prefix_ % 8;
+  if (rest == 0) return true;
+  const uint8_t mask = static_cast<uint8_t>(0xff << (8 - rest));
+  return (bytes[whole] & mask) == (bytes_[whole] & mask);
+}
+
+std::string Cidr::toString() const {
+  char text[INET6_ADDRSTRLEN] = {0};
+  inet_ntop(v6_ ? AF_INET6 : AF_INET, bytes_, text, sizeof(text));
+  return absl::StrCat(text, "/", prefix_);
+}
+
 }  // namespace connwarden::network

@@ -1,4 +1,4 @@
-// Socket addresses: parsing "host:port" / "[v6]:port", formatting, and CIDR-free comparisons.
+// Socket addresses: parsing "host:port" / "[v6]:port", formatting, and CIDR ranges.
 #pragma once
 
 #include <netinet/in.h>
@@ -25,7 +25,7 @@ class Address {
 
   const sockaddr* sockaddr_ptr() const { return reinterpret_cast<const sockaddr*>(&storage_); }
   socklen_t length() const { return length_; }
-  int family() const { return storage_.ss_family; }
+  int family() const { return storage_.sa.sa_family; }
   uint16_t port() const;
   void setPort(uint16_t port);
   // "1.2.3.4:80" or "[::1]:80".
@@ -35,8 +35,29 @@ class Address {
   bool valid() const { return length_ != 0; }
 
  private:
-  sockaddr_storage storage_{};
+  friend class Cidr;
+  // IPv4 and IPv6 only: 28 bytes, not sockaddr_storage's 128 (two per connection).
+  union Storage {
+    sockaddr sa;
+    sockaddr_in in4;
+    sockaddr_in6 in6;
+  };
+  Storage storage_{};
   socklen_t length_ = 0;
+};
+
+// An address range such as "10.0.0.0/8", "::1/128" or a bare address (a single host). An IPv4
+// range also matches IPv4-mapped IPv6 peers (::ffff:a.b.c.d).
+class Cidr {
+ public:
+  static absl::StatusOr<Cidr> parse(std::string_view text);
+  bool contains(const Address& address) const;
+  std::string toString() const;
+
+ private:
+  bool v6_ = false;
+  uint8_t bytes_[16] = {};
+  int prefix_ = 0;
 };
 
 }  // namespace connwarden::network

@@ -6,34 +6,60 @@
 
 namespace connwarden::network {
 
-Buffer::Buffer() : buf_(evbuffer_new()) { CW_ASSERT(buf_ != nullptr); }
+Buffer::~Buffer() {
+  if (buf_ != nullptr) evbuffer_free(buf_);
+}
 
-Buffer::~Buffer() { evbuffer_free(buf_); }
+evbuffer* Buffer::get() {
+  if (buf_ == nullptr) {
+    buf_ = evbuffer_new();
+    CW_ASSERT(buf_ != nullptr);
+  }
+  return buf_;
+}
 
-size_t Buffer::length() const { return evbuffer_get_length(buf_); }
+void Buffer::release() {
+  if (buf_ != nullptr && evbuffer_get_length(buf_) == 0) {
+    evbuffer_free(buf_);
+    buf_ = nullptr;
+  }
+}
+
+size_t Buffer::length() const { return buf_ == nullptr ? 0 : evbuffer_get_length(buf_); }
 
 void Buffer::add(const void* data, size_t len) {
   if (len == 0) return;
-  CW_ASSERT(evbuffer_add(buf_, data, len) == 0);
+  CW_ASSERT(evbuffer_add(get(), data, len) == 0);
 }
 
-void Buffer::move(Buffer& other) { CW_ASSERT(evbuffer_add_buffer(buf_, other.buf_) == 0); }
+void Buffer::move(Buffer& other) {
+  if (other.empty()) return;
+  CW_ASSERT(evbuffer_add_buffer(get(), other.buf_) == 0);
+}
 
 void Buffer::move(Buffer& other, size_t len) {
-  CW_ASSERT(evbuffer_remove_buffer(other.buf_, buf_, len) == static_cast<int>(len));
+  if (len == 0) return;
+  CW_ASSERT(evbuffer_remove_buffer(other.buf_, get(), len) == static_cast<int>(len));
 }
 
-void Buffer::drain(size_t len) { evbuffer_drain(buf_, len); }
+void Buffer::drain(size_t len) {
+  if (buf_ != nullptr) evbuffer_drain(buf_, len);
+}
 
 int Buffer::peek(iovec* slices, int max) const {
   static_assert(sizeof(evbuffer_iovec) == sizeof(iovec));
+  if (buf_ == nullptr) return 0;
   const int n = evbuffer_peek(buf_, -1, nullptr, reinterpret_cast<evbuffer_iovec*>(slices), max);
   return n < max ? n : max;
 }
 
-const void* Buffer::linearize(size_t len) { return evbuffer_pullup(buf_, static_cast<ssize_t>(len)); }
+const void* Buffer::linearize(size_t len) {
+  return evbuffer_pullup(get(), static_cast<ssize_t>(len));
+}
 
-void Buffer::copyOut(size_t len, void* out) const { evbuffer_copyout(buf_, out, len); }
+void Buffer::copyOut(size_t len, void* out) const {
+  if (buf_ != nullptr) evbuffer_copyout(buf_, out, len);
+}
 
 std::string Buffer::toString() const {
   std::string out(length(), '\0');
@@ -42,7 +68,7 @@ std::string Buffer::toString() const {
 }
 
 int Buffer::reserve(size_t len, iovec* slices, int max) {
-  return evbuffer_reserve_space(buf_, len, reinterpret_cast<evbuffer_iovec*>(slices), max);
+  return evbuffer_reserve_space(get(), len, reinterpret_cast<evbuffer_iovec*>(slices), max);
 }
 
 void Buffer::commit(iovec* slices, int count, size_t written) {
@@ -51,7 +77,7 @@ void Buffer::commit(iovec* slices, int count, size_t written) {
     if (slices[used].iov_len > written) slices[used].iov_len = written;
     written -= slices[used].iov_len;
   }
-  CW_ASSERT(evbuffer_commit_space(buf_, reinterpret_cast<evbuffer_iovec*>(slices), used) == 0);
+  CW_ASSERT(evbuffer_commit_space(get(), reinterpret_cast<evbuffer_iovec*>(slices), used) == 0);
 }
 
 }  // namespace connwarden::network

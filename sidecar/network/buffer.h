@@ -1,6 +1,7 @@
 // A byte queue for socket data: a chain of slices (libevent's evbuffer underneath), so moving
 // data between buffers moves slices instead of copying bytes. Layers above network/ see only
-// this class, never libevent.
+// this class, never libevent. The evbuffer is made on first use and given back by release(), so
+// an idle or hibernating connection's buffers cost one pointer each.
 #pragma once
 
 #include <sys/uio.h>
@@ -16,7 +17,7 @@ namespace connwarden::network {
 
 class Buffer {
  public:
-  Buffer();
+  Buffer() = default;
   ~Buffer();
   Buffer(const Buffer&) = delete;
   Buffer& operator=(const Buffer&) = delete;
@@ -45,10 +46,13 @@ class Buffer {
   int reserve(size_t len, iovec* slices, int max);
   void commit(iovec* slices, int count, size_t written);
 
-  evbuffer* raw() { return buf_; }
+  // Frees the underlying queue if the buffer is empty; it is made again on next use.
+  void release();
+  bool allocated() const { return buf_ != nullptr; }
 
  private:
-  evbuffer* buf_;
+  evbuffer* get();
+  evbuffer* buf_ = nullptr;
 };
 
 }  // namespace connwarden::network

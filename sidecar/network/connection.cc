@@ -73,6 +73,7 @@ Connection::~Connection() {
 }
 
 void Connection::onFileEvent(uint32_t events) {
+  event::MemoryAccount::Scope scope(account_);
   if (state_ == State::kConnecting) {
     onConnectReady();
     return;
@@ -182,8 +183,43 @@ void Connection::flushWrite() {
     finishClosing();
     if (state_ == State::kClosed) return;
   }
+  updateWriteTimer(result.bytes);
   updateInterest();
   checkWatermarks();
+}
+
+void Connection::updateWriteTimer(uint64_t progress) {
+  if (write_timeout_.count() <= 0) return;
+  if (write_buffer_.empty()) {
+    if (write_timer_ != nullptr) write_timer_->disable();
+    return;
+  }
+  if (write_timer_ == nullptr) {
+    write_timer_ = dispatcher_.createTimer([this] {
+      event::MemoryAccount::Scope scope(account_);
+      close(CloseType::kAbort, CloseReason::kWriteTimeout);
+    });
+  } else if (progress == 0 && write_timer_->enabled()) {
+    return;  // still waiting since the last progress
+  }
+  write_timer_->enable(write_timeout_);
+}
+
+void Connection::setWriteTimeout(std::chrono::milliseconds timeout) {
+  write_timeout_ = timeout;
+  if (timeout.count() <= 0) {
+    if (write_timer_ != nullptr) write_timer_->disable();
+  } else if (!write_buffer_.empty() && state_ != State::kClosed) {
+    updateWriteTimer(1);
+  }
+}
+
+void Connection::releaseBuffers() {
+  read_buffer_.release();
+  write_buffer_.release();
+  transport_->releaseBuffers();
+  if (write_timer_ != nullptr && !write_timer_->enabled()) write_timer_.reset();
+  if (close_timer_ != nullptr && state_ == State::kOpen) close_timer_.reset();
 }
 
 void Connection::checkWatermarks() {
@@ -239,7 +275,10 @@ void Connection::close(CloseType type, CloseReason reason) {
   if (state_ == State::kClosing) return;
   state_ = State::kClosing;
   write_end_stream_ = true;
-  close_timer_ = dispatcher_.createTimer([this] { closeSocket(ConnectionEvent::kLocalClose); });
+  close_timer_ = dispatcher_.createTimer([this] {
+    event::MemoryAccount::Scope scope(account_);
+    closeSocket(ConnectionEvent::kLocalClose);
+  });
   close_timer_->enable(kClosingTimeout);
   flushWrite();
 }
@@ -261,6 +300,7 @@ void Connection::closeSocket(ConnectionEvent event) {
   file_event_->setEnabled(0);
   // Not destroyed here: this may run inside the timer's own callback.
   if (close_timer_ != nullptr) close_timer_->disable();
+  if (write_timer_ != nullptr) write_timer_->disable();
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "sidecar/event/dispatcher.h"
+#include "sidecar/event/memory_account.h"
 #include "sidecar/network/address.h"
 #include "sidecar/network/buffer.h"
 #include "sidecar/network/close_reason.h"
@@ -77,6 +78,12 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // connection is ready from the start; kConnected is raised only when this changes later.
   bool transportConnected() const { return transport_connected_; }
   CloseReason closeReason() const { return close_reason_; }
+  // While output is pending, the peer must take some of it at least this often, or the
+  // connection is aborted with kWriteTimeout. 0 = no limit.
+  void setWriteTimeout(std::chrono::milliseconds timeout);
+  // Frees the read and write buffers (when empty) and the transport's buffers, for an idle
+  // connection; they are made again on the next bytes either way.
+  void releaseBuffers();
   // The write buffer's high watermark; the low one is half of it.
   void setBufferLimits(uint32_t high_watermark);
   bool aboveHighWatermark() const { return above_high_watermark_; }
@@ -91,6 +98,11 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   event::Dispatcher& dispatcher() { return dispatcher_; }
   int fd() const override { return fd_; }
 
+  // The account charged with what is allocated while this connection's events are handled
+  // (null: nobody's). Not owned; the owner keeps it alive while it is set.
+  void setMemoryAccount(event::MemoryAccount* account) { account_ = account; }
+  event::MemoryAccount* memoryAccount() const { return account_; }
+
  private:
   Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, bool connecting);
   void onFileEvent(uint32_t events);
@@ -100,6 +112,7 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   void flushWrite();
   void updateInterest();
   void checkWatermarks();
+  void updateWriteTimer(uint64_t progress);
   // Closes the socket now and raises the close event.
   void closeSocket(ConnectionEvent event);
   void finishClosing();
@@ -113,7 +126,10 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   TransportSocketPtr transport_;
   std::unique_ptr<event::FileEvent> file_event_;
   std::unique_ptr<event::Timer> close_timer_;  // bounds the closing state
+  std::unique_ptr<event::Timer> write_timer_;  // made when a write first has to wait
+  std::chrono::milliseconds write_timeout_{0};
   ConnectionCallbacks* callbacks_ = nullptr;
+  event::MemoryAccount* account_ = nullptr;
   Buffer read_buffer_;
   Buffer write_buffer_;
   Address peer_;

@@ -18,6 +18,7 @@ namespace connwarden::network {
 // server; read by every worker.
 struct ListenerShared {
   ListenerConfig config;
+  size_t index = 0;                      // in the server's listener list
   Address bound_address;                 // with the real port when config asked for port 0
   std::shared_ptr<const TlsContext> tls;  // null for plain listeners
   std::atomic<uint32_t> open_connections{0};

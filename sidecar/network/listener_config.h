@@ -22,9 +22,6 @@ struct ListenerConfig {
   std::optional<TlsConfig> tls;
   uint32_t max_connections = 0;  // 0 = unlimited
   uint32_t no_route_status = 404;
-  std::chrono::milliseconds idle_timeout{60'000};            // 0 = off
-  std::chrono::milliseconds request_header_timeout{10'000};  // 0 = off
-  std::chrono::milliseconds tunnel_idle_timeout{3'600'000};  // 0 = off
   uint32_t buffer_high_watermark = 64 * 1024;
 };
 

@@ -247,4 +247,9 @@ TlsInfo TlsTransportSocket::tlsInfo() const {
   return info;
 }
 
+void TlsTransportSocket::releaseBuffers() {
+  // Fails harmlessly (returns 0) while a record is partly read or written.
+  SSL_free_buffers(ssl_);
+}
+
 }  // namespace connwarden::network

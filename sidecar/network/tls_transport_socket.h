@@ -46,6 +46,7 @@ class TlsTransportSocket : public TransportSocket {
   IoResult doRead(Buffer& buffer, uint64_t max_bytes) override;
   IoResult doWrite(Buffer& buffer, bool end_stream) override;
   bool wantsWrite() const override { return want_write_; }
+  void releaseBuffers() override;
   bool isTls() const override { return true; }
   TlsInfo tlsInfo() const override;
   std::string failureReason() const override { return failure_; }

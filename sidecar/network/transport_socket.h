@@ -57,6 +57,9 @@ class TransportSocket {
   virtual IoResult doWrite(Buffer& buffer, bool end_stream) = 0;
   // True while the transport itself needs the socket to become writable (TLS handshake).
   virtual bool wantsWrite() const { return false; }
+  // Frees what the transport holds only while data moves (TLS record buffers); it is
+  // allocated again on the next read or write.
+  virtual void releaseBuffers() {}
   virtual bool isTls() const { return false; }
   virtual TlsInfo tlsInfo() const { return {}; }
   // A short description of the last transport failure, for logs.

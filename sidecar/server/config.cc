@@ -5,6 +5,8 @@
 #include <google/protobuf/util/json_util.h>
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -323,30 +325,66 @@ absl::Status convertListener(const pb::Listener& in, const std::string& path,
     }
     out->no_route_status = in.no_route_status();
   }
-  const pb::ConnectionDefaults& defaults = in.defaults();
-  const std::string defaults_path = path + ".defaults";
-  for (absl::Status s : {
-           setDuration(defaults.has_idle_timeout(), defaults.idle_timeout(), false,
-                       defaults_path + ".idle_timeout", &out->idle_timeout),
-           setDuration(defaults.has_request_header_timeout(), defaults.request_header_timeout(),
-                       false, defaults_path + ".request_header_timeout",
-                       &out->request_header_timeout),
-           setDuration(defaults.has_tunnel_idle_timeout(), defaults.tunnel_idle_timeout(), false,
-                       defaults_path + ".tunnel_idle_timeout", &out->tunnel_idle_timeout),
-       }) {
-    if (!s.ok()) return s;
-  }
-  if (defaults.buffer_high_watermark() != 0) {
-    if (defaults.buffer_high_watermark() < kMinWatermark ||
-        defaults.buffer_high_watermark() > kMaxWatermark) {
-      return fieldError(defaults_path + ".buffer_high_watermark",
+  if (in.buffer_high_watermark() != 0) {
+    if (in.buffer_high_watermark() < kMinWatermark || in.buffer_high_watermark() > kMaxWatermark) {
+      return fieldError(path + ".buffer_high_watermark",
                         absl::StrCat("must be from ", kMinWatermark, " to ", kMaxWatermark,
-                                     " bytes, got ", defaults.buffer_high_watermark()));
+                                     " bytes, got ", in.buffer_high_watermark()));
     }
-    out->buffer_high_watermark = defaults.buffer_high_watermark();
+    out->buffer_high_watermark = in.buffer_high_watermark();
   }
   return absl::OkStatus();
 }
+
+absl::Status setOptionalDuration(bool has, const google::protobuf::Duration& value,
+                                const std::string& path, std::optional<milliseconds>* out) {
+  if (!has) return absl::OkStatus();
+  milliseconds converted{0};
+  if (absl::Status s = setDuration(true, value, false, path, &converted); !s.ok()) return s;
+  *out = converted;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status convertRoutePolicy(const pb::RoutePolicy& in, const std::string& path,
+                                http::RoutePolicy* out) {
+  http::RoutePolicy policy;
+  if (in.has_hibernate()) {
+    const pb::Hibernate& hibernate = in.hibernate();
+    if (hibernate.has_enabled()) policy.hibernate = hibernate.enabled();
+    if (absl::Status s = setOptionalDuration(hibernate.has_after(), hibernate.after(),
+                                             path + ".hibernate.after", &policy.hibernate_after);
+        !s.ok()) {
+      return s;
+    }
+  }
+  for (absl::Status s : {
+           setOptionalDuration(in.has_idle_timeout(), in.idle_timeout(), path + ".idle_timeout",
+                               &policy.idle_timeout),
+           setOptionalDuration(in.has_request_header_timeout(), in.request_header_timeout(),
+                               path + ".request_header_timeout", &policy.request_header_timeout),
+           setOptionalDuration(in.has_request_timeout(), in.request_timeout(),
+                               path + ".request_timeout", &policy.request_timeout),
+           setOptionalDuration(in.has_write_timeout(), in.write_timeout(),
+                               path + ".write_timeout", &policy.write_timeout),
+           setOptionalDuration(in.has_max_connection_age(), in.max_connection_age(),
+                               path + ".max_connection_age", &policy.max_connection_age),
+           setOptionalDuration(in.has_drain_timeout(), in.drain_timeout(),
+                               path + ".drain_timeout", &policy.drain_timeout),
+           setOptionalDuration(in.has_tunnel_idle_timeout(), in.tunnel_idle_timeout(),
+                               path + ".tunnel_idle_timeout", &policy.tunnel_idle_timeout),
+       }) {
+    if (!s.ok()) return s;
+  }
+  if (in.has_max_requests_per_connection()) {
+    policy.max_requests_per_connection = in.max_requests_per_connection();
+  }
+  *out = policy;
+  return absl::OkStatus();
+}
+
+namespace {
 
 absl::Status convertCluster(const pb::Cluster& in, const std::string& path,
                             http::ClusterConfig* out) {
@@ -406,7 +444,7 @@ absl::Status convertRoute(const pb::Route& in, const std::string& path, const Un
     return fieldError(path + ".cluster", absl::StrCat("no cluster named ", quote(in.cluster())));
   }
   out->cluster = in.cluster();
-  return absl::OkStatus();
+  return convertRoutePolicy(in.policy(), path + ".policy", &out->policy);
 }
 
 absl::StatusOr<ServerConfig> convert(const pb::Config& in) {
@@ -420,6 +458,11 @@ absl::StatusOr<ServerConfig> convert(const pb::Config& in) {
         in.listeners(i).name().empty() ? absl::StrCat("listener", i) : in.listeners(i).name();
     if (absl::Status s = listener_names.add(listener.name, i); !s.ok()) return s;
     if (absl::Status s = convertListener(in.listeners(i), path, &listener); !s.ok()) return s;
+    if (absl::Status s = convertRoutePolicy(in.listeners(i).defaults(), path + ".defaults",
+                                            &out.listener_policies.emplace_back());
+        !s.ok()) {
+      return s;
+    }
   }
 
   if (in.clusters().empty()) return fieldError("clusters", "at least one cluster is required");
@@ -493,5 +536,93 @@ ServerConfig defaultConfig() {
 }
 
 std::string_view defaultConfigYaml() { return kDefaultConfigYaml; }
+
+namespace {
+void setProtoDuration(const std::optional<milliseconds>& value, google::protobuf::Duration* out) {
+  out->set_seconds(value->count() / 1000);
+  out->set_nanos(static_cast<int32_t>(value->count() % 1000) * 1'000'000);
+}
+constexpr char kPoliciesFile[] = "policies.json";
+}  // namespace
+
+void routePolicyToProto(const http::RoutePolicy& in, pb::RoutePolicy* out) {
+  out->Clear();
+  if (in.hibernate) out->mutable_hibernate()->set_enabled(*in.hibernate);
+  if (in.hibernate_after) setProtoDuration(in.hibernate_after, out->mutable_hibernate()->mutable_after());
+  if (in.idle_timeout) setProtoDuration(in.idle_timeout, out->mutable_idle_timeout());
+  if (in.request_header_timeout) {
+    setProtoDuration(in.request_header_timeout, out->mutable_request_header_timeout());
+  }
+  if (in.request_timeout) setProtoDuration(in.request_timeout, out->mutable_request_timeout());
+  if (in.write_timeout) setProtoDuration(in.write_timeout, out->mutable_write_timeout());
+  if (in.max_connection_age) {
+    setProtoDuration(in.max_connection_age, out->mutable_max_connection_age());
+  }
+  if (in.max_requests_per_connection) {
+    out->set_max_requests_per_connection(*in.max_requests_per_connection);
+  }
+  if (in.drain_timeout) setProtoDuration(in.drain_timeout, out->mutable_drain_timeout());
+  if (in.tunnel_idle_timeout) {
+    setProtoDuration(in.tunnel_idle_timeout, out->mutable_tunnel_idle_timeout());
+  }
+}
+
+absl::StatusOr<std::map<std::string, http::RoutePolicy>> loadStoredPolicies(
+    const std::string& state_dir) {
+  std::map<std::string, http::RoutePolicy> out;
+  const std::string path = absl::StrCat(state_dir, "/", kPoliciesFile);
+  std::FILE* probe = std::fopen(path.c_str(), "rb");
+  if (probe == nullptr && errno == ENOENT) return out;
+  if (probe != nullptr) std::fclose(probe);
+  absl::StatusOr<std::string> text = readFile(path);
+  if (!text.ok()) return fieldError(path, std::string(text.status().message()));
+  pb::StoredPolicies stored;
+  const google::protobuf::util::Status parsed =
+      google::protobuf::util::JsonStringToMessage(*text, &stored);
+  if (!parsed.ok()) return fieldError(path, parsed.message().ToString());
+  for (const auto& [route, policy] : stored.routes()) {
+    http::RoutePolicy converted;
+    if (absl::Status s = convertRoutePolicy(policy, absl::StrCat(path, ": routes[\"", route, "\"]"),
+                                            &converted);
+        !s.ok()) {
+      return s;
+    }
+    out.emplace(route, converted);
+  }
+  return out;
+}
+
+absl::Status storePolicies(const std::string& state_dir,
+                           const std::map<std::string, http::RoutePolicy>& policies) {
+  pb::StoredPolicies stored;
+  for (const auto& [route, policy] : policies) {
+    routePolicyToProto(policy, &(*stored.mutable_routes())[route]);
+  }
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  if (!google::protobuf::util::MessageToJsonString(stored, &json, options).ok()) {
+    return absl::InternalError("cannot encode the policies");
+  }
+  const std::string path = absl::StrCat(state_dir, "/", kPoliciesFile);
+  const std::string temporary = path + ".tmp";
+  std::FILE* file = std::fopen(temporary.c_str(), "wb");
+  if (file == nullptr) return fieldError(temporary, errnoText(errno));
+  const bool written = std::fwrite(json.data(), 1, json.size(), file) == json.size() &&
+                       std::fflush(file) == 0 && fsync(fileno(file)) == 0;
+  const int error = errno;
+  std::fclose(file);
+  if (!written) {
+    std::remove(temporary.c_str());
+    return fieldError(temporary, errnoText(error));
+  }
+  if (std::rename(temporary.c_str(), path.c_str()) != 0) {
+    const int rename_error = errno;
+    std::remove(temporary.c_str());
+    return fieldError(path, errnoText(rename_error));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace connwarden::server

@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "sidecar/event/log.h"
+#include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
 #include "sidecar/server/server.h"
 
@@ -26,6 +27,9 @@ ABSL_FLAG(bool, validate, false, "Check the config and exit: 0 if valid, 2 if no
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long connections may take to finish before they are closed.");
 ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config and exit.");
+ABSL_FLAG(std::string, state_dir, "",
+          "Directory where route policies set at runtime are kept, so that a restart keeps them. "
+          "Empty: they last until exit.");
 
 namespace {
 
@@ -70,7 +74,11 @@ int run() {
   // writes with write(2), which cannot pass MSG_NOSIGNAL).
   signal(SIGPIPE, SIG_IGN);
 
-  auto server = server::Server::create(*config, concurrency);
+  if (!connwarden::event::MemoryAccount::hooksInstalled()) {
+    CW_LOG(kWarn, "OpenSSL allocated before connwarden could hook it: TLS memory is not "
+                  "attributed to connections");
+  }
+  auto server = server::Server::create(*config, concurrency, absl::GetFlag(FLAGS_state_dir));
   if (!server.ok()) {
     std::cerr << "connwarden: " << server.status().message() << "\n";
     return server.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
@@ -92,7 +100,8 @@ int run() {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--validate]");
+      "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--drain-timeout D] "
+      "[--state-dir DIR] [--validate]");
   // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> normalized;

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <future>
+#include <map>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -12,14 +13,29 @@
 namespace connwarden::server {
 
 absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& config,
-                                                       uint32_t concurrency) {
+                                                       uint32_t concurrency,
+                                                       const std::string& state_dir) {
   if (concurrency < 1 || concurrency > conn::kMaxWorkers) {
     return absl::InvalidArgumentError(
         absl::StrCat("concurrency: must be 1..", conn::kMaxWorkers, ", not ", concurrency));
   }
+  std::map<std::string, http::RoutePolicy> stored;
+  conn::ConnectionControl::PersistFn persist;
+  if (!state_dir.empty()) {
+    auto loaded = loadStoredPolicies(state_dir);
+    if (!loaded.ok()) return loaded.status();
+    stored = *std::move(loaded);
+    persist = [state_dir](const std::map<std::string, http::RoutePolicy>& policies) {
+      return storePolicies(state_dir, policies);
+    };
+  }
   std::unique_ptr<Server> server(new Server());
   server->config_ = config;
   server->router_ = std::make_unique<http::Router>(config.routes, config.clusters);
+  std::vector<http::RoutePolicy> listener_policies = config.listener_policies;
+  listener_policies.resize(config.listeners.size());  // a config built in code may leave them out
+  server->control_ = std::make_unique<conn::ConnectionControl>(
+      std::move(listener_policies), config.routes, std::move(stored), std::move(persist));
 
   // fds[worker][listener]. The first socket of each listener is bound on the address as
   // configured; the others reuse its real port, which matters when the config asked for 0.
@@ -33,6 +49,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& confi
     const network::ListenerConfig& listener = config.listeners[i];
     auto shared = std::make_unique<network::ListenerShared>();
     shared->config = listener;
+    shared->index = i;
     if (listener.tls.has_value()) {
       auto tls = network::TlsContext::create(*listener.tls, {"http/1.1"});
       if (!tls.ok()) {
@@ -59,10 +76,15 @@ absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& confi
 
   std::vector<network::ListenerShared*> shared_ptrs;
   for (auto& shared : server->listeners_) shared_ptrs.push_back(shared.get());
+  std::vector<conn::ConnectionControl::WorkerHandle> handles;
   for (uint32_t w = 0; w < concurrency; ++w) {
-    server->workers_.push_back(std::make_unique<Worker>(w, shared_ptrs, std::move(fds[w]),
-                                                        *server->router_, config.clusters));
+    auto worker = std::make_unique<Worker>(w, shared_ptrs, std::move(fds[w]), *server->router_,
+                                           config.clusters, server->control_->policyTable());
+    worker->connections().setEventSink(server->control_.get());
+    handles.push_back({&worker->dispatcher(), &worker->connections()});
+    server->workers_.push_back(std::move(worker));
   }
+  server->control_->attach(std::move(handles));
   return server;
 }
 
@@ -102,9 +124,9 @@ size_t Server::shutdown(std::chrono::milliseconds drain_timeout) {
   stopped_ = true;
   for (auto& worker : workers_) {
     Worker* w = worker.get();
-    w->post([w] {
+    w->post([w, drain_timeout] {
       w->stopListening();
-      w->connections().drainAll(network::CloseReason::kShutdown);
+      w->connections().drainAll(network::CloseReason::kShutdown, drain_timeout);
     });
   }
   const auto deadline = std::chrono::steady_clock::now() + drain_timeout;

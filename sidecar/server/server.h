@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "sidecar/conn/control.h"
 #include "sidecar/http/router.h"
 #include "sidecar/network/listener.h"
 #include "sidecar/server/config.h"
@@ -18,15 +19,18 @@ namespace connwarden::server {
 class Server {
  public:
   // Binds every listener (so port conflicts fail here, with the address named) and loads TLS
-  // material. `concurrency` workers, 1..256.
+  // material. `concurrency` workers, 1..256. With a `state_dir`, route policies set at runtime
+  // are kept there and restored from there.
   static absl::StatusOr<std::unique_ptr<Server>> create(const ServerConfig& config,
-                                                        uint32_t concurrency);
+                                                        uint32_t concurrency,
+                                                        const std::string& state_dir = "");
   ~Server();
 
   void start();
   // Graceful stop: listeners close, every connection drains (a request in flight completes with
-  // `Connection: close`, idle ones close at once); whatever is still open after `drain_timeout`
-  // is closed. Returns the number of connections that had to be closed at the deadline.
+  // `Connection: close`, idle ones close at once, tunnels are left to their peers); whatever is
+  // still open after `drain_timeout` is closed. Returns the number of connections that had to be
+  // closed at the deadline.
   size_t shutdown(std::chrono::milliseconds drain_timeout);
 
   // The address each listener is bound to, in config order (the real port for port 0).
@@ -34,6 +38,8 @@ class Server {
   // Open client connections across workers (asks each worker; waits at most `timeout`).
   size_t connectionCount(std::chrono::milliseconds timeout = std::chrono::seconds(2));
   uint32_t concurrency() const { return static_cast<uint32_t>(workers_.size()); }
+  // The operator's handle on every connection (thread-safe).
+  conn::ConnectionControl& control() { return *control_; }
   Worker& worker(uint32_t index) { return *workers_[index]; }
   const std::vector<std::unique_ptr<network::ListenerShared>>& listeners() const {
     return listeners_;
@@ -45,6 +51,7 @@ class Server {
   ServerConfig config_;
   std::vector<std::unique_ptr<network::ListenerShared>> listeners_;
   std::unique_ptr<http::Router> router_;
+  std::unique_ptr<conn::ConnectionControl> control_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
 };

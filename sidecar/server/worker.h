@@ -21,7 +21,8 @@ class Worker {
   // `listeners` and `router` outlive the worker. `listen_fds[i]` is this worker's socket for
   // `listeners[i]` (owned from here on).
   Worker(uint32_t index, std::vector<network::ListenerShared*> listeners, std::vector<int> listen_fds,
-         const http::Router& router, const std::vector<http::ClusterConfig>& clusters);
+         const http::Router& router, const std::vector<http::ClusterConfig>& clusters,
+         conn::PolicyTablePtr policies);
   ~Worker();
 
   void start();
@@ -32,8 +33,9 @@ class Worker {
   void post(std::function<void()> fn) { dispatcher_.post(std::move(fn)); }
   uint32_t index() const { return index_; }
 
-  // Worker thread only.
+  // Worker thread only (or before start()).
   conn::ConnectionManager& connections() { return *connections_; }
+  event::Dispatcher& dispatcher() { return dispatcher_; }
   void stopListening();
 
  private:

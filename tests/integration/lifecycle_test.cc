@@ -95,7 +95,8 @@ TEST(FlowControlTest, SlowClientPausesTheUpstream) {
 TEST(TimeoutTest, IdleKeepAliveConnectionIsClosed) {
   DemoApp app;
   server::ServerConfig config = TestServer::simpleConfig(app.address());
-  config.listeners[0].idle_timeout = milliseconds(200);
+  config.listener_policies = {http::RoutePolicy{}};
+  config.listener_policies[0].idle_timeout = milliseconds(200);
   TestServer server(config);
   TestClient client(server.port());
   ASSERT_TRUE(client.send(getRequest("/")));
@@ -111,7 +112,8 @@ TEST(TimeoutTest, IdleKeepAliveConnectionIsClosed) {
 TEST(TimeoutTest, SlowRequestHeadGets408) {
   DemoApp app;
   server::ServerConfig config = TestServer::simpleConfig(app.address());
-  config.listeners[0].request_header_timeout = milliseconds(200);
+  config.listener_policies = {http::RoutePolicy{}};
+  config.listener_policies[0].request_header_timeout = milliseconds(200);
   TestServer server(config);
   TestClient client(server.port());
   ASSERT_TRUE(client.send("GET / HTTP/1.1\r\nHost: a\r\n"));  // never finished

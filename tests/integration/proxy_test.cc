@@ -205,7 +205,8 @@ TEST(ProxyWorkersTest, TwoWorkersServeAndIdsEncodeTheWorker) {
       worker.connections().forEach([w](conn::ManagedConnection& connection) {
         EXPECT_EQ(conn::workerOfConnectionId(connection.id()), w);
         EXPECT_EQ(connection.requestsServed(), 1u);
-        EXPECT_EQ(connection.routeName(), "default");
+        ASSERT_NE(connection.route(), nullptr);
+        EXPECT_EQ(connection.route()->config.name, "default");
       });
     });
   }

@@ -104,12 +104,23 @@ TEST(ConfigTest, RejectsInvalidConfigsNamingTheField) {
        Eq("listeners[0].defaults.request_header_timeout: must not be negative")},
       {"listeners:\n  - {address: '127.0.0.1:1', defaults: {tunnel_idle_timeout: 31536000.001s}}\n",
        Eq("listeners[0].defaults.tunnel_idle_timeout: must be at most 1 year (31536000s)")},
-      {"listeners:\n  - {address: '127.0.0.1:1', defaults: {buffer_high_watermark: 1023}}\n",
-       Eq("listeners[0].defaults.buffer_high_watermark: must be from 1024 to 67108864 bytes, got "
-          "1023")},
-      {"listeners:\n  - {address: '127.0.0.1:1', defaults: {buffer_high_watermark: 67108865}}\n",
-       Eq("listeners[0].defaults.buffer_high_watermark: must be from 1024 to 67108864 bytes, got "
+      {"listeners:\n  - {address: '127.0.0.1:1', buffer_high_watermark: 1023}\n",
+       Eq("listeners[0].buffer_high_watermark: must be from 1024 to 67108864 bytes, got 1023")},
+      {"listeners:\n  - {address: '127.0.0.1:1', buffer_high_watermark: 67108865}\n",
+       Eq("listeners[0].buffer_high_watermark: must be from 1024 to 67108864 bytes, got "
           "67108865")},
+      {"listeners:\n  - {address: '127.0.0.1:1', defaults: {hibernate: {after: -1s}}}\n",
+       Eq("listeners[0].defaults.hibernate.after: must not be negative")},
+      {"listeners:\n  - {address: '127.0.0.1:1', defaults: {hibernate: true}}\n",
+       StartsWith("listeners[0].defaults.hibernate: expected a mapping")},
+      {"listeners:\n  - {address: '127.0.0.1:1', defaults: {max_requests_per_connection: -1}}\n",
+       StartsWith("listeners[0].defaults.max_requests_per_connection: expected an integer")},
+      {kListener + std::string("clusters:\n  - {name: a, addresses: [127.0.0.1:1]}\n"
+                               "routes:\n  - {cluster: a, policy: {write_timeout: 31536001s}}\n"),
+       Eq("routes[0].policy.write_timeout: must be at most 1 year (31536000s)")},
+      {kListener + std::string("clusters:\n  - {name: a, addresses: [127.0.0.1:1]}\n"
+                               "routes:\n  - {cluster: a, policy: {idle: 1s}}\n"),
+       Eq("routes[0].policy.idle: unknown field")},
       // Clusters.
       {kListener, Eq("clusters: at least one cluster is required")},
       {kListener + std::string("clusters:\n  - addresses: [127.0.0.1:1]\n"),
@@ -220,10 +231,19 @@ TEST(ConfigTest, FillsDefaultsFromTheSchema) {
   EXPECT_FALSE(listener.tls.has_value());
   EXPECT_EQ(listener.max_connections, 0u);
   EXPECT_EQ(listener.no_route_status, 404u);
-  EXPECT_EQ(listener.idle_timeout, std::chrono::seconds(60));
-  EXPECT_EQ(listener.request_header_timeout, std::chrono::seconds(10));
-  EXPECT_EQ(listener.tunnel_idle_timeout, std::chrono::hours(1));
   EXPECT_EQ(listener.buffer_high_watermark, 65536u);
+  // Policies: nothing set, so the built-in defaults apply.
+  ASSERT_EQ(config->listener_policies.size(), 1u);
+  const http::ConnectionPolicy policy = config->listener_policies[0].over({});
+  EXPECT_FALSE(policy.hibernate);
+  EXPECT_EQ(policy.idle_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(policy.request_header_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(policy.request_timeout, std::chrono::seconds(300));
+  EXPECT_EQ(policy.write_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(policy.max_connection_age, std::chrono::seconds(0));
+  EXPECT_EQ(policy.max_requests_per_connection, 0u);
+  EXPECT_EQ(policy.drain_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(policy.tunnel_idle_timeout, std::chrono::hours(1));
 
   ASSERT_EQ(config->clusters.size(), 1u);
   const http::ClusterConfig& cluster = config->clusters[0];
@@ -256,11 +276,17 @@ listeners:
                            R"(, min_version: "1.3"}
     max_connections: 1000
     no_route_status: 503
+    buffer_high_watermark: 1024
     defaults:
+      hibernate: {enabled: true, after: 0.25s}
       idle_timeout: 30s
       requestHeaderTimeout: 2.5s
+      request_timeout: 20s
+      write_timeout: 5s
+      max_connection_age: 3600s
+      max_requests_per_connection: 1000
+      drain_timeout: 7s
       tunnel_idle_timeout: 0s
-      buffer_high_watermark: 1024
   - address: localhost:0
     tls: {cert_file: )" + dir.file("cert.pem") +
                            ", key_file: " + dir.file("key.pem") + R"(}
@@ -274,7 +300,8 @@ clusters:
   - name: web
     addresses: [127.0.0.1:9003]
 routes:
-  - {name: api, host: API.Example.com, path_prefix: /v1/, cluster: api}
+  - {name: api, host: API.Example.com, path_prefix: /v1/, cluster: api,
+     policy: {idle_timeout: 5s, hibernate: {enabled: false}}}
   - {host: "*.Example.COM", cluster: web}
   - {host: "*", cluster: web}
 )";
@@ -291,10 +318,24 @@ routes:
   EXPECT_TRUE(listener.tls->min_tls13);
   EXPECT_EQ(listener.max_connections, 1000u);
   EXPECT_EQ(listener.no_route_status, 503u);
-  EXPECT_EQ(listener.idle_timeout, std::chrono::seconds(30));
-  EXPECT_EQ(listener.request_header_timeout, std::chrono::milliseconds(2500));
-  EXPECT_EQ(listener.tunnel_idle_timeout, std::chrono::milliseconds(0));
   EXPECT_EQ(listener.buffer_high_watermark, 1024u);
+  const http::ConnectionPolicy defaults = config->listener_policies[0].over({});
+  EXPECT_TRUE(defaults.hibernate);
+  EXPECT_EQ(defaults.hibernate_after, std::chrono::milliseconds(250));
+  EXPECT_EQ(defaults.idle_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(defaults.request_header_timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(defaults.request_timeout, std::chrono::seconds(20));
+  EXPECT_EQ(defaults.write_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(defaults.max_connection_age, std::chrono::hours(1));
+  EXPECT_EQ(defaults.max_requests_per_connection, 1000u);
+  EXPECT_EQ(defaults.drain_timeout, std::chrono::seconds(7));
+  EXPECT_EQ(defaults.tunnel_idle_timeout, std::chrono::milliseconds(0));
+  // A route's policy overrides the listener's defaults field by field.
+  const http::ConnectionPolicy api = config->routes[0].policy.over(defaults);
+  EXPECT_FALSE(api.hibernate);
+  EXPECT_EQ(api.hibernate_after, std::chrono::milliseconds(250));
+  EXPECT_EQ(api.idle_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(api.write_timeout, std::chrono::seconds(5));
   EXPECT_EQ(config->listeners[1].name, "listener1");
   EXPECT_EQ(config->listeners[1].address.toString(), "127.0.0.1:0");
   ASSERT_TRUE(config->listeners[1].tls.has_value());

@@ -1,0 +1,322 @@
+#include "sidecar/conn/control.h"
+
+#include <algorithm>
+#include <condition_variable>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "sidecar/event/log.h"
+
+namespace connwarden::conn {
+
+namespace {
+
+constexpr milliseconds kMaxDuration{365LL * 24 * 3600 * 1000};
+
+// One answer from a worker, which may come after the caller stopped waiting: the state is
+// shared so that a late answer writes into memory that is still alive.
+template <typename T>
+struct Reply {
+  std::mutex mutex;
+  std::condition_variable ready;
+  std::vector<std::optional<T>> values;
+  size_t pending = 0;
+};
+
+// Runs `fn` on each of `workers` and collects the answers; DEADLINE_EXCEEDED names a worker that
+// did not answer within `timeout`.
+template <typename T>
+absl::StatusOr<std::vector<T>> askWorkers(
+    const std::vector<const ConnectionControl::WorkerHandle*>& workers,
+    std::function<T(ConnectionManager&)> fn, milliseconds timeout) {
+  auto reply = std::make_shared<Reply<T>>();
+  reply->values.resize(workers.size());
+  reply->pending = workers.size();
+  for (size_t i = 0; i < workers.size(); ++i) {
+    ConnectionManager* manager = workers[i]->manager;
+    workers[i]->dispatcher->post([reply, fn, manager, i] {
+      T value = fn(*manager);
+      std::lock_guard<std::mutex> lock(reply->mutex);
+      reply->values[i] = std::move(value);
+      if (--reply->pending == 0) reply->ready.notify_all();
+    });
+  }
+  std::unique_lock<std::mutex> lock(reply->mutex);
+  if (!reply->ready.wait_for(lock, timeout, [&] { return reply->pending == 0; })) {
+    for (size_t i = 0; i < workers.size(); ++i) {
+      if (!reply->values[i].has_value()) {
+        return absl::DeadlineExceededError(absl::StrCat(
+            "worker ", workers[i]->manager->workerIndex(), " did not answer within ",
+            timeout.count(), " ms"));
+      }
+    }
+  }
+  std::vector<T> out;
+  out.reserve(workers.size());
+  for (auto& value : reply->values) out.push_back(std::move(*value));
+  return out;
+}
+
+absl::Status checkDuration(const std::optional<milliseconds>& value, const std::string& field) {
+  if (!value) return absl::OkStatus();
+  if (value->count() < 0) return absl::InvalidArgumentError(field + ": must not be negative");
+  if (*value > kMaxDuration) {
+    return absl::InvalidArgumentError(field + ": must be at most 1 year (31536000s)");
+  }
+  return absl::OkStatus();
+}
+
+int64_t sortKey(const ConnectionSnapshot& c, ConnectionControl::SortBy by) {
+  switch (by) {
+    case ConnectionControl::SortBy::kId: return static_cast<int64_t>(c.id >> kWorkerIdBits);
+    case ConnectionControl::SortBy::kMemory: return c.memory.total;
+    case ConnectionControl::SortBy::kAge: return c.age.count();
+    case ConnectionControl::SortBy::kIdle: return c.idle.count();
+  }
+  return 0;
+}
+
+void sortSnapshots(std::vector<ConnectionSnapshot>& list, ConnectionControl::SortBy by,
+                   bool descending) {
+  std::sort(list.begin(), list.end(), [by, descending](const auto& a, const auto& b) {
+    const int64_t ka = sortKey(a, by);
+    const int64_t kb = sortKey(b, by);
+    if (ka != kb) return descending ? ka > kb : ka < kb;
+    return a.id < b.id;  // a stable order across pages
+  });
+}
+
+}  // namespace
+
+ConnectionControl::ConnectionControl(std::vector<http::RoutePolicy> listener_defaults,
+                                     std::vector<http::RouteConfig> routes,
+                                     std::map<std::string, http::RoutePolicy> overrides,
+                                     PersistFn persist)
+    : listener_defaults_(std::move(listener_defaults)),
+      routes_(std::move(routes)),
+      persist_(std::move(persist)) {
+  for (auto& [route, policy] : overrides) {
+    const bool known = std::any_of(routes_.begin(), routes_.end(),
+                                   [&](const http::RouteConfig& r) { return r.name == route; });
+    if (!known) {
+      CW_LOG(kWarn, "stored policy for route \"%s\" dropped: no such route in the config", route);
+    } else if (absl::Status s = validatePolicy(policy); !s.ok()) {
+      CW_LOG(kWarn, "stored policy for route \"%s\" dropped: %s", route, s.message());
+    } else {
+      overrides_.emplace(route, policy);
+    }
+  }
+  table_ = buildTable();
+}
+
+void ConnectionControl::attach(std::vector<WorkerHandle> workers) {
+  CW_ASSERT(workers_.empty());
+  workers_ = std::move(workers);
+}
+
+PolicyTablePtr ConnectionControl::policyTable() const {
+  std::lock_guard<std::mutex> lock(policy_mutex_);
+  return table_;
+}
+
+PolicyTablePtr ConnectionControl::buildTable() const {
+  std::vector<http::RoutePolicy> route_policies;
+  for (const http::RouteConfig& route : routes_) {
+    auto it = overrides_.find(route.name);
+    route_policies.push_back(it != overrides_.end() ? it->second : route.policy);
+  }
+  return std::make_shared<const PolicyTable>(listener_defaults_, route_policies);
+}
+
+const ConnectionControl::WorkerHandle* ConnectionControl::workerOf(uint64_t id) const {
+  const uint32_t worker = workerOfConnectionId(id);
+  return worker < workers_.size() ? &workers_[worker] : nullptr;
+}
+
+absl::StatusOr<ConnectionControl::ListResult> ConnectionControl::list(
+    const ListRequest& request, milliseconds timeout) const {
+  if (request.limit > kMaxPage) {
+    return absl::InvalidArgumentError(absl::StrCat("limit: at most ", kMaxPage));
+  }
+  // Each worker sorts its own matches and sends only what the page can need.
+  const size_t wanted = request.offset + request.limit;
+  struct Part {
+    std::vector<ConnectionSnapshot> connections;
+    size_t total = 0;
+  };
+  std::vector<const WorkerHandle*> all;
+  for (const WorkerHandle& worker : workers_) all.push_back(&worker);
+  auto parts = askWorkers<Part>(
+      all,
+      [request, wanted](ConnectionManager& manager) {
+        Part part;
+        const event::MonotonicTime now = manager.dispatcher().now();
+        manager.forEach([&](ManagedConnection& connection) {
+          if (!connection.matches(request.selector, now)) return;
+          ++part.total;
+          part.connections.push_back(connection.snapshot());
+        });
+        sortSnapshots(part.connections, request.sort_by, request.descending);
+        if (part.connections.size() > wanted) part.connections.resize(wanted);
+        return part;
+      },
+      timeout);
+  if (!parts.ok()) return parts.status();
+  ListResult result;
+  std::vector<ConnectionSnapshot> merged;
+  for (Part& part : *parts) {
+    result.total += part.total;
+    std::move(part.connections.begin(), part.connections.end(), std::back_inserter(merged));
+  }
+  sortSnapshots(merged, request.sort_by, request.descending);
+  for (size_t i = request.offset; i < merged.size() && i < wanted; ++i) {
+    result.connections.push_back(std::move(merged[i]));
+  }
+  return result;
+}
+
+absl::StatusOr<ConnectionSnapshot> ConnectionControl::get(uint64_t id,
+                                                          milliseconds timeout) const {
+  const WorkerHandle* worker = workerOf(id);
+  if (worker == nullptr) return absl::NotFoundError(absl::StrCat("no connection ", id));
+  auto answer = askWorkers<std::optional<ConnectionSnapshot>>(
+      {worker},
+      [id](ConnectionManager& manager) -> std::optional<ConnectionSnapshot> {
+        ManagedConnection* connection = manager.find(id);
+        if (connection == nullptr) return std::nullopt;
+        return connection->snapshot();
+      },
+      timeout);
+  if (!answer.ok()) return answer.status();
+  if (!(*answer)[0].has_value()) return absl::NotFoundError(absl::StrCat("no connection ", id));
+  return *std::move((*answer)[0]);
+}
+
+absl::StatusOr<CommandResult> ConnectionControl::drain(uint64_t id,
+                                                       std::optional<milliseconds> deadline,
+                                                       milliseconds timeout) {
+  if (absl::Status s = checkDuration(deadline, "deadline"); !s.ok()) return s;
+  const WorkerHandle* worker = workerOf(id);
+  if (worker == nullptr) return CommandResult{id, CommandResult::Outcome::kNotFound, {}};
+  auto answer = askWorkers<CommandResult>(
+      {worker}, [id, deadline](ConnectionManager& manager) { return manager.drain(id, deadline); },
+      timeout);
+  if (!answer.ok()) return answer.status();
+  return (*answer)[0];
+}
+
+absl::StatusOr<CommandResult> ConnectionControl::kill(uint64_t id, milliseconds timeout) {
+  const WorkerHandle* worker = workerOf(id);
+  if (worker == nullptr) return CommandResult{id, CommandResult::Outcome::kNotFound, {}};
+  auto answer = askWorkers<CommandResult>(
+      {worker}, [id](ConnectionManager& manager) { return manager.kill(id); }, timeout);
+  if (!answer.ok()) return answer.status();
+  return (*answer)[0];
+}
+
+absl::StatusOr<std::vector<CommandResult>> ConnectionControl::drainMatching(
+    const ConnectionSelector& selector, std::optional<milliseconds> deadline, bool kill,
+    milliseconds timeout) {
+  if (absl::Status s = checkDuration(deadline, "deadline"); !s.ok()) return s;
+  std::vector<const WorkerHandle*> all;
+  for (const WorkerHandle& worker : workers_) all.push_back(&worker);
+  auto answers = askWorkers<std::vector<CommandResult>>(
+      all,
+      [selector, deadline, kill](ConnectionManager& manager) {
+        return kill ? manager.killMatching(selector) : manager.drainMatching(selector, deadline);
+      },
+      timeout);
+  if (!answers.ok()) return answers.status();
+  std::vector<CommandResult> out;
+  for (auto& part : *answers) std::move(part.begin(), part.end(), std::back_inserter(out));
+  return out;
+}
+
+absl::StatusOr<ConnectionControl::PolicyView> ConnectionControl::getPolicy(
+    const std::string& route) const {
+  std::lock_guard<std::mutex> lock(policy_mutex_);
+  for (const http::RouteConfig& config : routes_) {
+    if (config.name != route) continue;
+    PolicyView view;
+    view.configured = config.policy;
+    if (auto it = overrides_.find(route); it != overrides_.end()) view.override = it->second;
+    return view;
+  }
+  return absl::NotFoundError(absl::StrCat("route: no route named \"", route, "\""));
+}
+
+std::vector<std::string> ConnectionControl::routeNames() const {
+  std::vector<std::string> names;
+  for (const http::RouteConfig& config : routes_) names.push_back(config.name);
+  return names;
+}
+
+absl::Status ConnectionControl::validatePolicy(const http::RoutePolicy& policy) {
+  for (absl::Status s : {
+           checkDuration(policy.hibernate_after, "policy.hibernate.after"),
+           checkDuration(policy.idle_timeout, "policy.idle_timeout"),
+           checkDuration(policy.request_header_timeout, "policy.request_header_timeout"),
+           checkDuration(policy.request_timeout, "policy.request_timeout"),
+           checkDuration(policy.write_timeout, "policy.write_timeout"),
+           checkDuration(policy.max_connection_age, "policy.max_connection_age"),
+           checkDuration(policy.drain_timeout, "policy.drain_timeout"),
+           checkDuration(policy.tunnel_idle_timeout, "policy.tunnel_idle_timeout"),
+       }) {
+    if (!s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ConnectionControl::setPolicy(const std::string& route,
+                                          const http::RoutePolicy& policy) {
+  if (absl::Status s = validatePolicy(policy); !s.ok()) return s;
+  if (absl::StatusOr<PolicyView> known = getPolicy(route); !known.ok()) return known.status();
+  return changeOverrides([&](auto& overrides) { overrides[route] = policy; });
+}
+
+absl::Status ConnectionControl::resetPolicy(const std::string& route) {
+  if (absl::StatusOr<PolicyView> known = getPolicy(route); !known.ok()) return known.status();
+  return changeOverrides([&](auto& overrides) { overrides.erase(route); });
+}
+
+absl::Status ConnectionControl::changeOverrides(
+    const std::function<void(std::map<std::string, http::RoutePolicy>&)>& change) {
+  std::lock_guard<std::mutex> lock(policy_mutex_);
+  std::map<std::string, http::RoutePolicy> overrides = overrides_;
+  change(overrides);
+  // Stored first: a change that cannot survive a restart is refused, not half made.
+  if (persist_) {
+    if (absl::Status s = persist_(overrides); !s.ok()) {
+      return absl::UnavailableError(absl::StrCat("storing the policy: ", s.message()));
+    }
+  }
+  overrides_ = std::move(overrides);
+  table_ = buildTable();
+  // Posted under the lock, so that every worker receives the tables in the order they were made.
+  for (const WorkerHandle& worker : workers_) {
+    ConnectionManager* manager = worker.manager;
+    worker.dispatcher->post([manager, table = table_] { manager->setPolicies(table); });
+  }
+  return absl::OkStatus();
+}
+
+uint64_t ConnectionControl::subscribe(Subscriber subscriber) {
+  std::lock_guard<std::mutex> lock(subscribers_mutex_);
+  const uint64_t id = next_subscription_++;
+  subscribers_.emplace(id, std::move(subscriber));
+  subscribers_count_.store(subscribers_.size(), std::memory_order_relaxed);
+  return id;
+}
+
+void ConnectionControl::unsubscribe(uint64_t subscription) {
+  std::lock_guard<std::mutex> lock(subscribers_mutex_);
+  subscribers_.erase(subscription);
+  subscribers_count_.store(subscribers_.size(), std::memory_order_relaxed);
+}
+
+void ConnectionControl::publish(LifecycleEvent&& event) {
+  std::lock_guard<std::mutex> lock(subscribers_mutex_);
+  for (const auto& [id, subscriber] : subscribers_) subscriber(event);
+}
+
+}  // namespace connwarden::conn

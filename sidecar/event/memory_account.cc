@@ -1,0 +1,195 @@
+#include "sidecar/event/memory_account.h"
+
+#include <event2/event.h>
+#include <malloc.h>
+#include <openssl/crypto.h>
+
+#include <cstdlib>
+#include <new>
+
+namespace connwarden::event {
+
+namespace {
+
+thread_local MemoryAccount* t_account = nullptr;
+thread_local MemoryCategory t_category = MemoryCategory::kOther;
+bool g_hooks_installed = false;
+
+// In front of every block from the hooks. 16 bytes keep malloc's alignment for the caller.
+struct alignas(16) BlockHeader {
+  MemoryAccount* account;  // null: charged to nobody
+  uint64_t charge;         // bytes charged, with the category in the top byte
+};
+static_assert(sizeof(BlockHeader) == 16);
+constexpr int kCategoryShift = 56;
+constexpr uint64_t kChargeMask = (uint64_t{1} << kCategoryShift) - 1;
+
+// What the block really costs the heap: its usable size plus glibc's size field.
+uint64_t blockCost(void* block) { return malloc_usable_size(block) + sizeof(size_t); }
+
+void chargeBlock(BlockHeader* header, MemoryAccount* account, MemoryCategory category) {
+  header->account = account;
+  if (account == nullptr) {
+    header->charge = 0;
+    return;
+  }
+  const uint64_t cost = blockCost(header);
+  header->charge = cost | (uint64_t{static_cast<uint8_t>(category)} << kCategoryShift);
+  account->charge(category, static_cast<int64_t>(cost));
+}
+
+void releaseBlock(const BlockHeader* header) {
+  if (header->account == nullptr) return;
+  header->account->release(static_cast<MemoryCategory>(header->charge >> kCategoryShift),
+                           static_cast<int64_t>(header->charge & kChargeMask));
+}
+
+void* allocate(size_t size, MemoryCategory category) {
+  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  auto* header = static_cast<BlockHeader*>(std::malloc(size + sizeof(BlockHeader)));
+  if (header == nullptr) return nullptr;
+  chargeBlock(header, t_account, category);
+  return header + 1;
+}
+
+void deallocate(void* ptr) {
+  if (ptr == nullptr) return;
+  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
+  releaseBlock(header);
+  std::free(header);
+}
+
+// A grown block stays with the account that owns it (or goes to the current one if nobody did).
+void* reallocate(void* ptr, size_t size, MemoryCategory category) {
+  if (ptr == nullptr) return allocate(size, category);
+  if (size == 0) {
+    deallocate(ptr);
+    return nullptr;
+  }
+  if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
+  const BlockHeader before = *header;
+  auto* grown = static_cast<BlockHeader*>(std::realloc(header, size + sizeof(BlockHeader)));
+  if (grown == nullptr) return nullptr;  // the old block is untouched and still charged
+  releaseBlock(&before);
+  if (before.account != nullptr) {
+    chargeBlock(grown, before.account,
+                static_cast<MemoryCategory>(before.charge >> kCategoryShift));
+  } else {
+    chargeBlock(grown, t_account, category);
+  }
+  return grown + 1;
+}
+
+// libevent's blocks are socket buffers and events; a narrower current category wins.
+MemoryCategory libeventCategory() {
+  return t_category == MemoryCategory::kOther ? MemoryCategory::kBuffers : t_category;
+}
+void* libeventMalloc(size_t size) { return allocate(size, libeventCategory()); }
+void* libeventRealloc(void* ptr, size_t size) { return reallocate(ptr, size, libeventCategory()); }
+void* opensslMalloc(size_t size, const char*, int) { return allocate(size, MemoryCategory::kTls); }
+void* opensslRealloc(void* ptr, size_t size, const char*, int) {
+  return reallocate(ptr, size, MemoryCategory::kTls);
+}
+void opensslFree(void* ptr, const char*, int) { deallocate(ptr); }
+
+// Before any other static initialiser of the program: once OpenSSL or libevent has allocated,
+// their allocators can no longer be replaced.
+__attribute__((constructor(101))) void installAllocatorHooks() {
+  const bool openssl = CRYPTO_set_mem_functions(opensslMalloc, opensslRealloc, opensslFree) == 1;
+  event_set_mem_functions(libeventMalloc, libeventRealloc, deallocate);
+  g_hooks_installed = openssl;
+}
+
+}  // namespace
+
+std::string_view memoryCategoryName(MemoryCategory category) {
+  switch (category) {
+    case MemoryCategory::kOther: return "other";
+    case MemoryCategory::kBuffers: return "buffers";
+    case MemoryCategory::kTls: return "tls";
+    case MemoryCategory::kCodec: return "codec";
+  }
+  return "unknown";
+}
+
+MemoryAccount* MemoryAccount::create() {
+  // Outside the hooks: an account cannot hold a charge for its own block and still reach zero.
+  void* block = std::malloc(sizeof(MemoryAccount));
+  if (block == nullptr) throw std::bad_alloc();
+  auto* account = new (block) MemoryAccount();
+  account->by_category_[static_cast<size_t>(MemoryCategory::kOther)].store(
+      static_cast<int64_t>(blockCost(block)), std::memory_order_relaxed);
+  account->peak_.store(account->total(), std::memory_order_relaxed);
+  return account;
+}
+
+void MemoryAccount::retire() {
+  if (live_.fetch_sub(kOwned, std::memory_order_acq_rel) == kOwned) {
+    this->~MemoryAccount();
+    std::free(this);
+  }
+}
+
+int64_t MemoryAccount::total() const {
+  int64_t sum = 0;
+  for (const auto& bytes : by_category_) sum += bytes.load(std::memory_order_relaxed);
+  return sum;
+}
+
+void MemoryAccount::charge(MemoryCategory category, int64_t bytes) {
+  by_category_[static_cast<size_t>(category)].fetch_add(bytes, std::memory_order_relaxed);
+  live_.fetch_add(bytes, std::memory_order_relaxed);
+  const int64_t now = total();
+  int64_t peak = peak_.load(std::memory_order_relaxed);
+  while (now > peak && !peak_.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+  }
+}
+
+void MemoryAccount::release(MemoryCategory category, int64_t bytes) {
+  by_category_[static_cast<size_t>(category)].fetch_sub(bytes, std::memory_order_relaxed);
+  if (live_.fetch_sub(bytes, std::memory_order_acq_rel) == bytes) {
+    this->~MemoryAccount();
+    std::free(this);
+  }
+}
+
+MemoryAccount::Scope::Scope(MemoryAccount* account) : previous_(t_account) {
+  t_account = account;
+}
+MemoryAccount::Scope::~Scope() { t_account = previous_; }
+
+MemoryAccount::CategoryScope::CategoryScope(MemoryCategory category) : previous_(t_category) {
+  t_category = category;
+}
+MemoryAccount::CategoryScope::~CategoryScope() { t_category = previous_; }
+
+MemoryAccount* MemoryAccount::current() { return t_account; }
+bool MemoryAccount::hooksInstalled() { return g_hooks_installed; }
+
+}  // namespace connwarden::event
+
+// The process's operator new and delete go through the same accounting allocator. (The aligned
+// forms keep libstdc++'s own implementation: they pair with each other, never with these.)
+void* operator new(size_t size) {
+  void* ptr = connwarden::event::allocate(size, connwarden::event::t_category);
+  if (ptr == nullptr) throw std::bad_alloc();
+  return ptr;
+}
+void* operator new[](size_t size) { return operator new(size); }
+void* operator new(size_t size, const std::nothrow_t&) noexcept {
+  return connwarden::event::allocate(size, connwarden::event::t_category);
+}
+void* operator new[](size_t size, const std::nothrow_t&) noexcept {
+  return connwarden::event::allocate(size, connwarden::event::t_category);
+}
+void operator delete(void* ptr) noexcept { connwarden::event::deallocate(ptr); }
+void operator delete[](void* ptr) noexcept { connwarden::event::deallocate(ptr); }
+void operator delete(void* ptr, size_t) noexcept { connwarden::event::deallocate(ptr); }
+void operator delete[](void* ptr, size_t) noexcept { connwarden::event::deallocate(ptr); }
+void operator delete(void* ptr, const std::nothrow_t&) noexcept {
+  connwarden::event::deallocate(ptr);
+}
+void operator delete[](void* ptr, const std::nothrow_t&) noexcept {
+  connwarden::event::deallocate(ptr);
+}

@@ -1,0 +1,90 @@
+// Per-connection memory accounts, measured rather than estimated: every heap block that our
+// code, libevent or OpenSSL allocates while a connection's account is current is charged to that
+// account, at the size the allocator really gave (malloc_usable_size plus the chunk header), and
+// released from the same account when the block is freed, on whatever thread and path that is.
+//
+// How: the process's `operator new`, libevent's allocator (event_set_mem_functions) and
+// OpenSSL's (CRYPTO_set_mem_functions) all go through one allocator that puts a 16-byte header
+// in front of each block, recording the owning account and the charged size. The current account
+// and category are thread-local and set by scopes around a connection's callbacks:
+//
+//   MemoryAccount::Scope scope(connection.account());            // whose bytes
+//   MemoryAccount::CategoryScope codec(MemoryCategory::kCodec);  // which kind
+//
+// Blocks from libevent are charged as kBuffers unless a narrower category is current; blocks
+// from OpenSSL always as kTls. An account outlives its owner while bytes are still charged to it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace connwarden::event {
+
+enum class MemoryCategory : uint8_t { kOther, kBuffers, kTls, kCodec };
+constexpr size_t kMemoryCategoryCount = 4;
+std::string_view memoryCategoryName(MemoryCategory category);
+
+class MemoryAccount {
+ public:
+  // The account starts owned by its creator, which gives it up with retire().
+  static MemoryAccount* create();
+  MemoryAccount(const MemoryAccount&) = delete;
+  MemoryAccount& operator=(const MemoryAccount&) = delete;
+
+  // The owner is done with the account: it is deleted now if nothing is charged to it, or when
+  // the last charged block is freed. The owner must not touch it afterwards.
+  void retire();
+
+  // Bytes charged now, in all and by category; and the most ever charged at once.
+  int64_t total() const;
+  int64_t bytes(MemoryCategory category) const {
+    return by_category_[static_cast<size_t>(category)].load(std::memory_order_relaxed);
+  }
+  int64_t peak() const { return peak_.load(std::memory_order_relaxed); }
+
+  // For allocations that bypass the allocator hooks (none in our code; tests use it).
+  void charge(MemoryCategory category, int64_t bytes);
+  void release(MemoryCategory category, int64_t bytes);
+
+  // Makes `account` (may be null: nobody's) current on this thread until the scope ends.
+  class Scope {
+   public:
+    explicit Scope(MemoryAccount* account);
+    ~Scope();
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    MemoryAccount* previous_;
+  };
+  class CategoryScope {
+   public:
+    explicit CategoryScope(MemoryCategory category);
+    ~CategoryScope();
+    CategoryScope(const CategoryScope&) = delete;
+    CategoryScope& operator=(const CategoryScope&) = delete;
+
+   private:
+    MemoryCategory previous_;
+  };
+
+  static MemoryAccount* current();
+  // False when a library allocated before the hooks could be installed (then OpenSSL's or
+  // libevent's blocks are not attributed); the server logs it at start.
+  static bool hooksInstalled();
+
+ private:
+  MemoryAccount() = default;
+  ~MemoryAccount() = default;
+
+  // Charged bytes plus kOwned while the owner has not retired: reaching 0 means nobody needs
+  // the account any more. The account's own block is in by_category_[kOther] but not in live_.
+  static constexpr int64_t kOwned = int64_t{1} << 62;
+  std::atomic<int64_t> live_{kOwned};
+  std::atomic<int64_t> peak_{0};
+  std::atomic<int64_t> by_category_[kMemoryCategoryCount] = {};
+};
+
+}  // namespace connwarden::event
