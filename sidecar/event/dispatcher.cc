@@ -8,6 +8,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "sidecar/event/memory_account.h"
+
 namespace connwarden::event {
 
 void assertFailed(const char* cond, const char* file, int line) {
@@ -65,7 +67,11 @@ namespace {
 // libevent's event_add() does not register an event that sits in the active queue (after
 // event_active()), and event_del() drops a queued activation. So a kind that is both activated
 // and changed is taken out of the queue, changed, and activated again.
+//
+// Whatever libevent allocates in here (a slot of its fd map the first time an fd number is
+// used, lasting as long as the loop) belongs to the loop, not to the connection at hand.
 void changeInterest(::event* ev, short kind, bool enable, bool activated) {
+  MemoryAccount::Scope loop_memory(nullptr);
   if (enable) {
     if (activated) event_del(ev);
     event_add(ev, nullptr);

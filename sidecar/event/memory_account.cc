@@ -14,6 +14,7 @@ namespace {
 thread_local MemoryAccount* t_account = nullptr;
 thread_local MemoryCategory t_category = MemoryCategory::kOther;
 bool g_hooks_installed = false;
+std::atomic<int64_t> g_live_accounts{0};
 
 // In front of every block from the hooks. 16 bytes keep malloc's alignment for the caller.
 struct alignas(16) BlockHeader {
@@ -59,8 +60,17 @@ void deallocate(void* ptr) {
   std::free(header);
 }
 
-// A grown block stays with the account that owns it (or goes to the current one if nobody did).
-void* reallocate(void* ptr, size_t size, MemoryCategory category) {
+// Who pays for a block that grows.
+enum class Growth {
+  kOwner,   // the account that owns it (or the current one if nobody did)
+  kNobody,  // nobody: a structure of the whole event loop
+};
+
+void* reallocate(void* ptr, size_t size, MemoryCategory category, Growth growth) {
+  if (ptr == nullptr && growth == Growth::kNobody) {
+    MemoryAccount::Scope nobody(nullptr);
+    return allocate(size, category);
+  }
   if (ptr == nullptr) return allocate(size, category);
   if (size == 0) {
     deallocate(ptr);
@@ -71,25 +81,31 @@ void* reallocate(void* ptr, size_t size, MemoryCategory category) {
   const BlockHeader before = *header;
   auto* grown = static_cast<BlockHeader*>(std::realloc(header, size + sizeof(BlockHeader)));
   if (grown == nullptr) return nullptr;  // the old block is untouched and still charged
-  releaseBlock(&before);
-  if (before.account != nullptr) {
+  // Charge the new size before releasing the old one: the old charge may be all that keeps a
+  // retired account alive.
+  if (growth == Growth::kNobody) {
+    chargeBlock(grown, nullptr, category);
+  } else if (before.account != nullptr) {
     chargeBlock(grown, before.account,
                 static_cast<MemoryCategory>(before.charge >> kCategoryShift));
   } else {
     chargeBlock(grown, t_account, category);
   }
+  releaseBlock(&before);
   return grown + 1;
 }
 
-// libevent's blocks are socket buffers and events; a narrower current category wins.
-MemoryCategory libeventCategory() {
-  return t_category == MemoryCategory::kOther ? MemoryCategory::kBuffers : t_category;
+// libevent's blocks: events and timers (other), or buffer space (network::Buffer says so).
+// libevent grows only structures of the whole loop with realloc (the fd map, the timer heap, the
+// change list, the epoll array): growing them while a connection happens to be current must not
+// charge that connection for the life of the process.
+void* libeventMalloc(size_t size) { return allocate(size, t_category); }
+void* libeventRealloc(void* ptr, size_t size) {
+  return reallocate(ptr, size, t_category, Growth::kNobody);
 }
-void* libeventMalloc(size_t size) { return allocate(size, libeventCategory()); }
-void* libeventRealloc(void* ptr, size_t size) { return reallocate(ptr, size, libeventCategory()); }
 void* opensslMalloc(size_t size, const char*, int) { return allocate(size, MemoryCategory::kTls); }
 void* opensslRealloc(void* ptr, size_t size, const char*, int) {
-  return reallocate(ptr, size, MemoryCategory::kTls);
+  return reallocate(ptr, size, MemoryCategory::kTls, Growth::kOwner);
 }
 void opensslFree(void* ptr, const char*, int) { deallocate(ptr); }
 
@@ -121,15 +137,21 @@ MemoryAccount* MemoryAccount::create() {
   account->by_category_[static_cast<size_t>(MemoryCategory::kOther)].store(
       static_cast<int64_t>(blockCost(block)), std::memory_order_relaxed);
   account->peak_.store(account->total(), std::memory_order_relaxed);
+  g_live_accounts.fetch_add(1, std::memory_order_relaxed);
   return account;
 }
 
 void MemoryAccount::retire() {
-  if (live_.fetch_sub(kOwned, std::memory_order_acq_rel) == kOwned) {
-    this->~MemoryAccount();
-    std::free(this);
-  }
+  if (live_.fetch_sub(kOwned, std::memory_order_acq_rel) == kOwned) destroy();
 }
+
+void MemoryAccount::destroy() {
+  g_live_accounts.fetch_sub(1, std::memory_order_relaxed);
+  this->~MemoryAccount();
+  std::free(this);
+}
+
+int64_t MemoryAccount::liveAccounts() { return g_live_accounts.load(std::memory_order_relaxed); }
 
 int64_t MemoryAccount::total() const {
   int64_t sum = 0;
@@ -148,10 +170,7 @@ void MemoryAccount::charge(MemoryCategory category, int64_t bytes) {
 
 void MemoryAccount::release(MemoryCategory category, int64_t bytes) {
   by_category_[static_cast<size_t>(category)].fetch_sub(bytes, std::memory_order_relaxed);
-  if (live_.fetch_sub(bytes, std::memory_order_acq_rel) == bytes) {
-    this->~MemoryAccount();
-    std::free(this);
-  }
+  if (live_.fetch_sub(bytes, std::memory_order_acq_rel) == bytes) destroy();
 }
 
 MemoryAccount::Scope::Scope(MemoryAccount* account) : previous_(t_account) {

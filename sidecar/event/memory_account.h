@@ -11,8 +11,8 @@
 //   MemoryAccount::Scope scope(connection.account());            // whose bytes
 //   MemoryAccount::CategoryScope codec(MemoryCategory::kCodec);  // which kind
 //
-// Blocks from libevent are charged as kBuffers unless a narrower category is current; blocks
-// from OpenSSL always as kTls. An account outlives its owner while bytes are still charged to it.
+// Blocks from OpenSSL are always charged as kTls; others as the current category (network::Buffer
+// sets kBuffers around its libevent calls, the HTTP codec kCodec around parsing). An account outlives its owner while bytes are still charged to it.
 #pragma once
 
 #include <atomic>
@@ -71,6 +71,8 @@ class MemoryAccount {
   };
 
   static MemoryAccount* current();
+  // Accounts not yet deleted, in the whole process (tests, and the metrics' leak check).
+  static int64_t liveAccounts();
   // False when a library allocated before the hooks could be installed (then OpenSSL's or
   // libevent's blocks are not attributed); the server logs it at start.
   static bool hooksInstalled();
@@ -78,6 +80,7 @@ class MemoryAccount {
  private:
   MemoryAccount() = default;
   ~MemoryAccount() = default;
+  void destroy();
 
   // Charged bytes plus kOwned while the owner has not retired: reaching 0 means nobody needs
   // the account any more. The account's own block is in by_category_[kOther] but not in live_.

@@ -90,6 +90,8 @@ class ServerCodec {
   virtual bool wantsClose() const = 0;
   // After a 101 response the connection is a byte tunnel; the codec is no longer used.
   virtual bool upgraded() const = 0;
+  // Frees internal buffers that are empty (an idle tunnel hibernating); made again on use.
+  virtual void releaseBuffers() = 0;
 };
 
 }  // namespace connwarden::http

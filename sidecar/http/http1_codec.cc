@@ -918,6 +918,11 @@ bool Http1ServerCodec::wantsClose() const {
 
 bool Http1ServerCodec::upgraded() const { return impl_->upgraded; }
 
+void Http1ServerCodec::releaseBuffers() {
+  impl_->body.release();
+  impl_->out.release();
+}
+
 bool Http1ServerCodec::requestComplete() const { return impl_->request_complete; }
 
 void Http1ServerCodec::encode100Continue() {

@@ -37,6 +37,7 @@ class Http1ServerCodec : public ServerCodec, private ResponseEncoder {
   void shutdownAfterCurrent() override;
   bool wantsClose() const override;
   bool upgraded() const override;
+  void releaseBuffers() override;
 
   // Also: dispatch() will not consume more bytes until the response completes.
   bool requestComplete() const override;

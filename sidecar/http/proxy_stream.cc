@@ -158,7 +158,7 @@ void ProxyStream::onDownstreamWatermark(bool above) {
 }
 
 void ProxyStream::releaseUpstreamBuffers() {
-  if (upstream_ != nullptr) upstream_->connection().releaseBuffers();
+  if (upstream_ != nullptr) upstream_->releaseBuffers();
 }
 
 void ProxyStream::cancel() {

@@ -30,19 +30,14 @@ ServerSession::ServerSession(WorkerHttpContext& context, const network::Listener
       listener_(listener),
       connection_(std::move(connection)),
       observer_(observer),
-      policy_(&policy),
-      codec_(std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this),
-                                                kServerLimits)) {
+      policy_(&policy) {
+  createCodec();
   connection_->setCallbacks(*this);
   connection_->setBufferLimits(listener_.buffer_high_watermark);
   connection_->setWriteTimeout(policy_->write_timeout);
   timer_ = context_.dispatcher.createTimer([this] {
     event::MemoryAccount::Scope scope(connection_->memoryAccount());
     onTimer();
-  });
-  resume_timer_ = context_.dispatcher.createTimer([this] {
-    event::MemoryAccount::Scope scope(connection_->memoryAccount());
-    dispatchRequests();
   });
   opened_at_ = context_.dispatcher.now();
   state_since_ = opened_at_;
@@ -202,6 +197,7 @@ void ServerSession::hibernate() {
     // Stays a tunnel; only the (empty) buffers go, on both sides, until bytes move again.
     tunnel_hibernated_ = true;
     connection_->releaseBuffers();
+    if (codec_ != nullptr) codec_->releaseBuffers();
     if (stream_ != nullptr) stream_->releaseUpstreamBuffers();
     armTimer();
     observer_.onHibernated();
@@ -223,13 +219,20 @@ void ServerSession::hibernate() {
   observer_.onHibernated();
 }
 
-void ServerSession::wake() {
-  codec_ = std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this),
-                                              kServerLimits);
+void ServerSession::createCodec() {
+  {
+    event::MemoryAccount::CategoryScope codec_memory(event::MemoryCategory::kCodec);
+    codec_ = std::make_unique<Http1ServerCodec>(static_cast<ServerCodecCallbacks&>(*this),
+                                                kServerLimits);
+  }
   resume_timer_ = context_.dispatcher.createTimer([this] {
     event::MemoryAccount::Scope scope(connection_->memoryAccount());
     dispatchRequests();
   });
+}
+
+void ServerSession::wake() {
+  createCodec();
   state_since_ = context_.dispatcher.now();
   setState(SessionState::kIdle);
 }

@@ -118,6 +118,9 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   void onTimer();
   void destroyStream();
   void hibernate();
+  // The codec (charged as codec memory) and the timer that resumes pipelined requests; both
+  // are freed by hibernate and made again on waking.
+  void createCodec();
   void wake();
   void enterIdle();
 

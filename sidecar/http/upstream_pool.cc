@@ -212,8 +212,14 @@ void UpstreamPool::release(UpstreamClient* client) {
     destroy(client);
     return;
   }
+  // What the exchange made (buffers, a write timer) was charged to the client connection; an
+  // idle connection holds none of it, so nothing stays on that client's account.
+  client->releaseBuffers();
   client->idle_ = true;
-  idle_.push_front(client);
+  {
+    event::MemoryAccount::Scope pool_memory(account_);  // the list node is the pool's
+    idle_.push_front(client);
+  }
   client->idle_position_ = idle_.begin();
   if (config_.idle_timeout.count() > 0) {
     client->timer_->enable(config_.idle_timeout);

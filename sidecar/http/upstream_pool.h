@@ -67,6 +67,12 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   bool reused() const { return requests_ > 1; }
   bool connected() const { return connected_; }
   network::Connection& connection() { return *connection_; }
+  // Frees the empty buffers (and an unarmed write timer): an idle tunnel or a pooled connection
+  // holds none. They are made again on next use.
+  void releaseBuffers() {
+    connection_->releaseBuffers();
+    scratch_.release();
+  }
 
  private:
   friend class UpstreamPool;

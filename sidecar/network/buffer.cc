@@ -3,8 +3,15 @@
 #include <event2/buffer.h>
 
 #include "sidecar/event/dispatcher.h"
+#include "sidecar/event/memory_account.h"
 
 namespace connwarden::network {
+
+namespace {
+// Whatever libevent allocates inside these calls is buffer space.
+using BufferMemory = event::MemoryAccount::CategoryScope;
+constexpr event::MemoryCategory kBuffers = event::MemoryCategory::kBuffers;
+}  // namespace
 
 Buffer::~Buffer() {
   if (buf_ != nullptr) evbuffer_free(buf_);
@@ -12,6 +19,7 @@ Buffer::~Buffer() {
 
 evbuffer* Buffer::get() {
   if (buf_ == nullptr) {
+    BufferMemory memory(kBuffers);
     buf_ = evbuffer_new();
     CW_ASSERT(buf_ != nullptr);
   }
@@ -29,16 +37,19 @@ size_t Buffer::length() const { return buf_ == nullptr ? 0 : evbuffer_get_length
 
 void Buffer::add(const void* data, size_t len) {
   if (len == 0) return;
+  BufferMemory memory(kBuffers);
   CW_ASSERT(evbuffer_add(get(), data, len) == 0);
 }
 
 void Buffer::move(Buffer& other) {
   if (other.empty()) return;
+  BufferMemory memory(kBuffers);
   CW_ASSERT(evbuffer_add_buffer(get(), other.buf_) == 0);
 }
 
 void Buffer::move(Buffer& other, size_t len) {
   if (len == 0) return;
+  BufferMemory memory(kBuffers);
   CW_ASSERT(evbuffer_remove_buffer(other.buf_, get(), len) == static_cast<int>(len));
 }
 
@@ -54,6 +65,7 @@ int Buffer::peek(iovec* slices, int max) const {
 }
 
 const void* Buffer::linearize(size_t len) {
+  BufferMemory memory(kBuffers);
   return evbuffer_pullup(get(), static_cast<ssize_t>(len));
 }
 
@@ -68,6 +80,7 @@ std::string Buffer::toString() const {
 }
 
 int Buffer::reserve(size_t len, iovec* slices, int max) {
+  BufferMemory memory(kBuffers);
   return evbuffer_reserve_space(get(), len, reinterpret_cast<evbuffer_iovec*>(slices), max);
 }
 

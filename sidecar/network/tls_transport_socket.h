@@ -30,11 +30,16 @@ class TlsContext {
 
  private:
   TlsContext() = default;
+  void warmUp() const;
   static int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen,
                         const unsigned char* in, unsigned int inlen, void* arg);
   SSL_CTX* ctx_ = nullptr;
   std::string alpn_wire_;  // protocols in wire format: length-prefixed
 };
+
+// Makes OpenSSL's per-thread state on the calling thread, so that it is not charged to the
+// first connection a worker serves. Each worker calls it before accepting.
+void warmUpTlsForThisThread();
 
 class TlsTransportSocket : public TransportSocket {
  public:

@@ -2,6 +2,8 @@
 
 #include <string>
 
+#include "sidecar/network/tls_transport_socket.h"
+
 namespace connwarden::server {
 
 Worker::Worker(uint32_t index, std::vector<network::ListenerShared*> listeners,
@@ -34,7 +36,10 @@ Worker::~Worker() {
 }
 
 void Worker::start() {
-  thread_ = std::thread([this] { dispatcher_.run(); });
+  thread_ = std::thread([this] {
+    network::warmUpTlsForThisThread();
+    dispatcher_.run();
+  });
 }
 
 void Worker::stop() {

@@ -15,6 +15,9 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/allocator_interface.h>
+#endif
 
 #include <algorithm>
 #include <cerrno>
@@ -143,8 +146,9 @@ server::ServerConfig TestServer::simpleConfig(const std::string& upstream,
   return config;
 }
 
-TestServer::TestServer(server::ServerConfig config, uint32_t concurrency) {
-  auto server = server::Server::create(config, concurrency);
+TestServer::TestServer(server::ServerConfig config, uint32_t concurrency,
+                       const std::string& state_dir) {
+  auto server = server::Server::create(config, concurrency, state_dir);
   if (!server.ok()) throw std::runtime_error(std::string(server.status().message()));
   server_ = *std::move(server);
   addresses_ = server_->listenerAddresses();
@@ -161,6 +165,24 @@ void TestServer::runOnWorker(uint32_t index, const std::function<void(server::Wo
     done.set_value();
   });
   done.get_future().wait();
+}
+
+std::vector<conn::ConnectionSnapshot> TestServer::connections() {
+  conn::ConnectionControl::ListRequest request;
+  request.limit = conn::ConnectionControl::kMaxPage;
+  auto result = server_->control().list(request, std::chrono::seconds(5));
+  if (!result.ok()) throw std::runtime_error(std::string(result.status().message()));
+  return std::move(result->connections);
+}
+
+uint64_t TestServer::closes(network::CloseReason reason) {
+  uint64_t count = 0;
+  for (uint32_t w = 0; w < server_->concurrency(); ++w) {
+    runOnWorker(w, [&](server::Worker& worker) {
+      count += worker.connections().closesByReason()[static_cast<size_t>(reason)];
+    });
+  }
+  return count;
 }
 
 // --- TestClient ---------------------------------------------------------------------------------
@@ -318,6 +340,8 @@ std::optional<HttpResponse> TestClient::readResponse(bool head_request) {
     response.body = std::move(buffered_);
     buffered_.clear();
   }
+  // A large body must not stay behind as spare capacity (memory tests measure the process).
+  if (buffered_.empty()) std::string().swap(buffered_);
   return response;
 }
 
@@ -356,9 +380,23 @@ std::string getRequest(const std::string& path, const std::string& extra_headers
   return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n";
 }
 
+size_t residentBytes() {
+  std::FILE* file = std::fopen("/proc/self/statm", "r");
+  if (file == nullptr) return 0;
+  unsigned long size = 0, resident = 0;
+  const int n = std::fscanf(file, "%lu %lu", &size, &resident);
+  std::fclose(file);
+  return n == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
 size_t heapInUse() {
+#ifdef __SANITIZE_ADDRESS__
+  // ASan's allocator replaces glibc's; it keeps its own count (of bytes asked for).
+  return __sanitizer_get_current_allocated_bytes();
+#else
   const struct mallinfo2 info = mallinfo2();
   return info.uordblks + info.hblkhd;
+#endif
 }
 
 }  // namespace connwarden::testing

@@ -62,7 +62,8 @@ class DemoApp {
 // cluster "app" at `upstream` (or `config` as given).
 class TestServer {
  public:
-  explicit TestServer(server::ServerConfig config, uint32_t concurrency = 1);
+  explicit TestServer(server::ServerConfig config, uint32_t concurrency = 1,
+                      const std::string& state_dir = "");
   ~TestServer();
   static server::ServerConfig simpleConfig(const std::string& upstream,
                                            const TestCertificate* tls = nullptr);
@@ -72,6 +73,10 @@ class TestServer {
   size_t connectionCount() { return server_->connectionCount(); }
   // Runs `fn` on worker `index` and waits for it.
   void runOnWorker(uint32_t index, const std::function<void(server::Worker&)>& fn);
+  // Every open connection, through the control interface.
+  std::vector<conn::ConnectionSnapshot> connections();
+  // Closes by `reason` since start, over all workers.
+  uint64_t closes(network::CloseReason reason);
 
  private:
   std::unique_ptr<server::Server> server_;
@@ -124,7 +129,18 @@ class TestClient {
 // "GET path HTTP/1.1" with Host: localhost, and extra header lines (each ending in \r\n).
 std::string getRequest(const std::string& path, const std::string& extra_headers = "");
 
-// Bytes allocated on the heap right now (glibc mallinfo2, all arenas).
+// Bytes allocated on the heap right now (glibc mallinfo2, all arenas; ASan's own count in a
+// sanitizer build).
 size_t heapInUse();
+// False in a sanitizer build: its allocator holds freed memory in quarantine, so the process's
+// RSS does not follow frees.
+constexpr bool kRssFollowsFrees =
+#ifdef __SANITIZE_ADDRESS__
+    false;
+#else
+    true;
+#endif
+// The process's resident set size in bytes (/proc/self/statm).
+size_t residentBytes();
 
 }  // namespace connwarden::testing
