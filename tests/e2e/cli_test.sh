@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The built binaries, run as an operator would: config validation and its exit codes, serving
-# through the demo app with curl, and SIGTERM ending with exit 0.
+# through the demo app with curl, and SIGTERM: requests in flight complete, what outlives
+# --drain-timeout is cut, new connections are refused, exit 0.
 set -euo pipefail
 connwarden=$1 demo_app=$2
 work=$(mktemp -d)
@@ -35,6 +36,17 @@ clusters: [{ name: app, addresses: ["127.0.0.1:1"] }]' 'listeners[0].address'
 check_bad 'listeners: [{ address: "127.0.0.1:0", max_connections: lots }]
 clusters: [{ name: app, addresses: ["127.0.0.1:1"] }]' 'max_connections'
 check_bad 'listeners: [{ address: "127.0.0.1:0", colour: blue }]' 'colour'
+# README's config example is a valid config.
+readme="$(dirname "${BASH_SOURCE[0]}")/../../README.md"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=localhost \
+  -keyout "$work/tls.key" -out "$work/tls.crt" 2>/dev/null || fail "openssl could not make a certificate"
+sed -n '/^```yaml$/,/^```$/p' "$readme" | sed '1d;$d' |
+  sed "s|/etc/connwarden/tls.crt|$work/tls.crt|; s|/etc/connwarden/tls.key|$work/tls.key|" > "$work/readme.yaml"
+grep -q "policy:" "$work/readme.yaml" || fail "no config example found in README"
+out=$("$connwarden" --validate --config "$work/readme.yaml" 2>&1) || fail "README's config example: $out"
+check_bad 'listeners: [{ address: "127.0.0.1:0" }]
+clusters: [{ name: app, addresses: ["127.0.0.1:1"] }]
+routes: [{ name: r, cluster: app, policy: { idle_timeout: -5s } }]' 'routes[0].policy.idle_timeout'
 set +e; "$connwarden" --config "$work/missing.yaml" 2>/dev/null; code=$?; set -e
 [ "$code" = 2 ] || fail "missing file: exit $code, want 2"
 
@@ -49,7 +61,7 @@ cat > "$work/run.yaml" <<YAML
 listeners: [{ name: e2e, address: "127.0.0.1:$port" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:$app_port"] }]
 YAML
-"$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 5s 2> "$work/proxy.err" &
+"$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 1500ms 2> "$work/proxy.err" &
 proxy=$!
 pids+=($proxy)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
@@ -58,9 +70,31 @@ body=$(curl -s --max-time 5 "http://127.0.0.1:$port/")
 size=$(curl -s --max-time 20 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/bytes?n=5000000")
 [ "$size" = 5000000 ] || fail "downloaded $size bytes"
 
-# 3. SIGTERM: drains and exits 0.
+# 3. SIGTERM with requests in flight: the ones that finish within --drain-timeout get their whole
+#    response, the one that would not is cut at the deadline, and the process exits 0.
+for i in 1 2 3; do
+  curl -s --max-time 10 -o "$work/slow$i.out" -w '%{http_code}' \
+    "http://127.0.0.1:$port/slow?ms=700" > "$work/slow$i.code" &
+  pids+=($!)
+done
+curl -s --max-time 10 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/slow?ms=10000" \
+  > "$work/cut.code" &
+cut_curl=$!
+sleep 0.3  # all four are at the application now
+start=$(date +%s%N)
 kill -TERM "$proxy"
+sleep 0.2
+curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$port/" && fail "a new connection was accepted while draining"
 set +e; wait "$proxy"; code=$?; set -e
+elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 [ "$code" = 0 ] || { cat "$work/proxy.err" >&2; fail "exit $code after SIGTERM"; }
 grep -q "draining" "$work/proxy.err" || fail "no drain message in the log"
-echo "e2e cli: all checks passed"
+[ "$elapsed_ms" -lt 3000 ] || fail "exit took ${elapsed_ms} ms with a 1500 ms drain timeout"
+[ "$elapsed_ms" -ge 1400 ] || fail "exit after ${elapsed_ms} ms: the long request was not waited for"
+wait "${pids[@]:1}" 2>/dev/null || true
+for i in 1 2 3; do
+  [ "$(cat "$work/slow$i.code")" = 200 ] || fail "in-flight request $i: status $(cat "$work/slow$i.code")"
+done
+set +e; wait "$cut_curl"; set -e
+[ "$(cat "$work/cut.code")" != 200 ] || fail "the request longer than the drain timeout completed"
+echo "e2e cli: all checks passed (SIGTERM drain took ${elapsed_ms} ms)"
