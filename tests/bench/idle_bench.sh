@@ -87,10 +87,13 @@ for m in "${MODE_LIST[@]}"; do
   [[ $m == plain || $m == tls ]] || die "MODES may contain only 'plain' and 'tls', got '$m'"
 done
 
-# Connection limit for every proxy: twice the client connections plus room for the upstream pool.
-# HAProxy reserves two descriptors per connection (client and upstream side).
-MAXCONN=$((2 * CONNS + 1024 > 4096 ? 2 * CONNS + 1024 : 4096))
-NOFILE_NEED=$((2 * MAXCONN + 1024))
+# Connection limit for every proxy: the held client connections, the upstream pool, and an eighth
+# more, because nginx starts closing idle keep-alive connections once fewer than 1/16 of its
+# worker_connections are free. Descriptors: no process opens more than MAXCONN of them (the client
+# holds CONNS; a proxy holds CONNS plus its pool), so that is the limit asked for; HAProxy is told
+# so with ulimit-n and `no strict-limits` (it would otherwise insist on two per maxconn).
+MAXCONN=$((CONNS + CONNS / 8 + POOL + 512 > 4096 ? CONNS + CONNS / 8 + POOL + 512 : 4096))
+NOFILE_NEED=$((MAXCONN + 1024))
 
 # --- Tools and binaries --------------------------------------------------------------------------
 ensure_packages() {
@@ -362,7 +365,7 @@ start_nginx() {
   cat >"$dir/nginx.conf" <<EOF
 $user
 worker_processes 1;
-worker_rlimit_nofile $((2 * MAXCONN + 64));
+worker_rlimit_nofile $((MAXCONN + 64));
 daemon off;
 master_process on;
 pid $dir/nginx.pid;
@@ -406,6 +409,8 @@ start_haproxy() {
 global
   nbthread 1
   maxconn $MAXCONN
+  ulimit-n $NOFILE_NEED
+  no strict-limits
 
 defaults
   mode http
