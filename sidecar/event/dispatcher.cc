@@ -1,6 +1,7 @@
 #include "sidecar/event/dispatcher.h"
 
 #include <event2/event.h>
+#include <event2/event_struct.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -28,21 +29,22 @@ timeval toTimeval(std::chrono::milliseconds ms) {
 
 // --- Timer ------------------------------------------------------------------------------------
 
-Timer::Timer(event_base* base, std::function<void()> cb)
-    : cb_(std::move(cb)), ev_(evtimer_new(base, &Timer::onFire, this)) {
-  CW_ASSERT(ev_ != nullptr);
+static_assert(sizeof(::event) <= sizeof(EventStorage) && alignof(::event) <= alignof(EventStorage));
+
+Timer::Timer(event_base* base, std::function<void()> cb) : cb_(std::move(cb)) {
+  CW_ASSERT(evtimer_assign(ev_.get(), base, &Timer::onFire, this) == 0);
 }
 
-Timer::~Timer() { event_free(ev_); }
+Timer::~Timer() { evtimer_del(ev_.get()); }
 
 void Timer::enable(std::chrono::milliseconds after) {
   timeval tv = toTimeval(after);
-  evtimer_add(ev_, &tv);
+  evtimer_add(ev_.get(), &tv);
 }
 
-void Timer::disable() { evtimer_del(ev_); }
+void Timer::disable() { evtimer_del(ev_.get()); }
 
-bool Timer::enabled() const { return evtimer_pending(ev_, nullptr) != 0; }
+bool Timer::enabled() const { return evtimer_pending(ev_.get(), nullptr) != 0; }
 
 void Timer::onFire(int, short, void* arg) {
   auto* self = static_cast<Timer*>(arg);
@@ -52,15 +54,33 @@ void Timer::onFire(int, short, void* arg) {
 // --- FileEvent ----------------------------------------------------------------------------------
 
 FileEvent::FileEvent(event_base* base, int fd, std::function<void(uint32_t)> cb)
-    : cb_(std::move(cb)),
-      read_ev_(event_new(base, fd, EV_READ | EV_PERSIST, &FileEvent::onReady, this)),
-      write_ev_(event_new(base, fd, EV_WRITE | EV_PERSIST, &FileEvent::onReady, this)) {
-  CW_ASSERT(read_ev_ != nullptr && write_ev_ != nullptr);
+    : cb_(std::move(cb)) {
+  CW_ASSERT(event_assign(read_ev_.get(), base, fd, EV_READ | EV_PERSIST, &FileEvent::onReady,
+                         this) == 0);
 }
 
 FileEvent::~FileEvent() {
-  event_free(read_ev_);
+  event_del(read_ev_.get());
+  if (write_ev_ != nullptr) event_free(write_ev_);
+}
+
+::event* FileEvent::writeEvent() {
+  if (write_ev_ == nullptr) {
+    ::event* read = read_ev_.get();
+    write_ev_ = event_new(event_get_base(read), event_get_fd(read), EV_WRITE | EV_PERSIST,
+                          &FileEvent::onReady, this);
+    CW_ASSERT(write_ev_ != nullptr);
+  }
+  return write_ev_;
+}
+
+void FileEvent::releaseIdle() {
+  if (write_ev_ == nullptr || (enabled_ & FileReadyType::kWrite) ||
+      (activated_ & FileReadyType::kWrite)) {
+    return;
+  }
   event_free(write_ev_);
+  write_ev_ = nullptr;
 }
 
 namespace {
@@ -85,11 +105,11 @@ void changeInterest(::event* ev, short kind, bool enable, bool activated) {
 void FileEvent::setEnabled(uint32_t events) {
   const uint32_t changed = events ^ enabled_;
   if (changed & FileReadyType::kRead) {
-    changeInterest(read_ev_, EV_READ, events & FileReadyType::kRead,
+    changeInterest(read_ev_.get(), EV_READ, events & FileReadyType::kRead,
                    activated_ & FileReadyType::kRead);
   }
   if (changed & FileReadyType::kWrite) {
-    changeInterest(write_ev_, EV_WRITE, events & FileReadyType::kWrite,
+    changeInterest(writeEvent(), EV_WRITE, events & FileReadyType::kWrite,
                    activated_ & FileReadyType::kWrite);
   }
   enabled_ = events;
@@ -97,8 +117,8 @@ void FileEvent::setEnabled(uint32_t events) {
 
 void FileEvent::activate(uint32_t events) {
   activated_ |= events;
-  if (events & FileReadyType::kRead) event_active(read_ev_, EV_READ, 0);
-  if (events & FileReadyType::kWrite) event_active(write_ev_, EV_WRITE, 0);
+  if (events & FileReadyType::kRead) event_active(read_ev_.get(), EV_READ, 0);
+  if (events & FileReadyType::kWrite) event_active(writeEvent(), EV_WRITE, 0);
 }
 
 void FileEvent::onReady(int, short what, void* arg) {
@@ -120,6 +140,8 @@ Dispatcher::Dispatcher(std::string name) : name_(std::move(name)) {
   base_ = event_base_new_with_config(cfg);
   event_config_free(cfg);
   CW_ASSERT(base_ != nullptr);
+  // The libevent we run with has the event size we were built with (EventStorage holds one).
+  CW_ASSERT(event_get_struct_event_size() <= sizeof(EventStorage));
 
   post_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   CW_ASSERT(post_fd_ >= 0);

@@ -25,6 +25,14 @@ class DeferredDeletable {
   virtual ~DeferredDeletable() = default;
 };
 
+// Room for one libevent `struct event` inside our own objects (checked against libevent's size
+// at start): one block per timer or socket instead of two.
+struct alignas(16) EventStorage {
+  unsigned char bytes[128];
+  ::event* get() { return reinterpret_cast<::event*>(bytes); }
+  const ::event* get() const { return reinterpret_cast<const ::event*>(bytes); }
+};
+
 // A one-shot timer. Destroying it cancels it. Callbacks run on the dispatcher's thread and may
 // destroy the Timer itself.
 class Timer {
@@ -41,11 +49,12 @@ class Timer {
  private:
   static void onFire(int, short, void* arg);
   std::function<void()> cb_;
-  ::event* ev_;
+  EventStorage ev_;
 };
 
 // Readiness of one socket. Read and write interest are separate libevent events so that turning
-// write interest on and off (the common case) never touches read interest.
+// write interest on and off (the common case) never touches read interest. The write event is
+// made on first use (most connections never wait to write) and given back by releaseIdle().
 namespace FileReadyType {
 constexpr uint32_t kRead = 0x1;
 constexpr uint32_t kWrite = 0x2;
@@ -66,12 +75,15 @@ class FileEvent {
   // Makes the callback run on the next loop iteration with `events`, without waiting for the
   // kernel (used when bytes are already buffered inside a transport such as TLS).
   void activate(uint32_t events);
+  // Frees the write event if nothing waits on it (a hibernating connection).
+  void releaseIdle();
 
  private:
   static void onReady(int fd, short what, void* arg);
+  ::event* writeEvent();
   std::function<void(uint32_t)> cb_;
-  ::event* read_ev_;
-  ::event* write_ev_;
+  EventStorage read_ev_;
+  ::event* write_ev_ = nullptr;
   uint32_t enabled_ = 0;
   uint32_t activated_ = 0;  // kinds queued by activate() whose callback has not run yet
 };

@@ -30,15 +30,15 @@ ServerSession::ServerSession(WorkerHttpContext& context, const network::Listener
       listener_(listener),
       connection_(std::move(connection)),
       observer_(observer),
-      policy_(&policy) {
+      policy_(&policy),
+      timer_(context.dispatcher.base(), [this] {
+        event::MemoryAccount::Scope scope(connection_->memoryAccount());
+        onTimer();
+      }) {
   createCodec();
   connection_->setCallbacks(*this);
   connection_->setBufferLimits(listener_.buffer_high_watermark);
   connection_->setWriteTimeout(policy_->write_timeout);
-  timer_ = context_.dispatcher.createTimer([this] {
-    event::MemoryAccount::Scope scope(connection_->memoryAccount());
-    onTimer();
-  });
   opened_at_ = context_.dispatcher.now();
   state_since_ = opened_at_;
   request_started_ = opened_at_;
@@ -136,11 +136,11 @@ void ServerSession::armTimer() {
   timer_action_ = action;
   timer_reason_ = reason;
   if (action == TimerAction::kNone) {
-    timer_->disable();
+    timer_.disable();
     return;
   }
   const auto now = context_.dispatcher.now();
-  timer_->enable(deadline <= now ? std::chrono::milliseconds(0)
+  timer_.enable(deadline <= now ? std::chrono::milliseconds(0)
                                  : std::chrono::ceil<std::chrono::milliseconds>(deadline - now));
 }
 
@@ -244,7 +244,7 @@ void ServerSession::onEvent(network::ConnectionEvent event) {
   }
   if (closed_) return;
   closed_ = true;
-  timer_->disable();
+  timer_.disable();
   if (resume_timer_ != nullptr) resume_timer_->disable();
   destroyStream();
   observer_.onSessionClosed(connection_->closeReason());  // may schedule our deletion

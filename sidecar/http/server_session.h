@@ -129,9 +129,9 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   network::ConnectionPtr connection_;
   SessionObserver& observer_;
   const ConnectionPolicy* policy_;
+  event::Timer timer_;                  // the earliest deadline, see armTimer()
   std::unique_ptr<ServerCodec> codec_;  // null while hibernating
   std::unique_ptr<ProxyStream> stream_;
-  std::unique_ptr<event::Timer> timer_;         // the earliest deadline, see armTimer()
   std::unique_ptr<event::Timer> resume_timer_;  // pipelined requests, after a response
   std::string client_ip_;
   event::MonotonicTime opened_at_;

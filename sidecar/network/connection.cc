@@ -26,6 +26,7 @@ Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr
     : dispatcher_(dispatcher),
       fd_(fd),
       transport_(std::move(transport)),
+      file_event_(dispatcher.base(), fd, [this](uint32_t events) { onFileEvent(events); }),
       state_(connecting ? State::kConnecting : State::kOpen) {
   CW_ASSERT(dispatcher_.isThreadSafe());
   if (fd_ >= 0) {
@@ -35,16 +36,15 @@ Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr
     local_ = Address::localOf(fd_);
   }
   transport_->setCallbacks(*this);
-  file_event_ = dispatcher_.createFileEvent(fd_, [this](uint32_t events) { onFileEvent(events); });
   if (fd_ < 0) {
     // The socket could not be created: report a failed connect from the loop, not from here.
-    file_event_->activate(event::FileReadyType::kWrite);
+    file_event_.activate(event::FileReadyType::kWrite);
     return;
   }
   if (connecting) {
-    file_event_->setEnabled(event::FileReadyType::kWrite);
+    file_event_.setEnabled(event::FileReadyType::kWrite);
   } else {
-    file_event_->setEnabled(event::FileReadyType::kRead);
+    file_event_.setEnabled(event::FileReadyType::kRead);
     transport_->onConnected();
   }
 }
@@ -106,7 +106,7 @@ void Connection::onTransportConnected() {
 
 void Connection::setReadBufferReady() {
   read_pending_in_transport_ = true;
-  if (readEnabled()) file_event_->activate(event::FileReadyType::kRead);
+  if (readEnabled()) file_event_.activate(event::FileReadyType::kRead);
 }
 
 void Connection::onReadReady() {
@@ -156,7 +156,7 @@ void Connection::write(Buffer& data, bool end_stream) {
   checkWatermarks();
   if (state_ != State::kConnecting && !write_scheduled_) {
     write_scheduled_ = true;
-    file_event_->activate(event::FileReadyType::kWrite);
+    file_event_.activate(event::FileReadyType::kWrite);
   }
 }
 
@@ -218,6 +218,7 @@ void Connection::releaseBuffers() {
   read_buffer_.release();
   write_buffer_.release();
   transport_->releaseBuffers();
+  file_event_.releaseIdle();
   if (write_timer_ != nullptr && !write_timer_->enabled()) write_timer_.reset();
   if (close_timer_ != nullptr && state_ == State::kOpen) close_timer_.reset();
 }
@@ -247,7 +248,7 @@ void Connection::readDisable(bool disable) {
   updateInterest();
   if (readEnabled() && (read_pending_in_transport_ || !read_buffer_.empty())) {
     // Bytes already held (in our buffer or inside TLS) will not make the socket readable again.
-    file_event_->activate(event::FileReadyType::kRead);
+    file_event_.activate(event::FileReadyType::kRead);
   }
 }
 
@@ -257,7 +258,7 @@ void Connection::updateInterest() {
   const bool reading = state_ == State::kClosing || (readEnabled() && !read_end_stream_);
   if (reading && !read_end_stream_) events |= event::FileReadyType::kRead;
   if (!write_buffer_.empty() || transport_->wantsWrite()) events |= event::FileReadyType::kWrite;
-  file_event_->setEnabled(events);
+  file_event_.setEnabled(events);
 }
 
 void Connection::close(CloseType type, CloseReason reason) {
@@ -297,7 +298,7 @@ void Connection::closeSocket(ConnectionEvent event) {
   if (state_ == State::kClosed) return;
   state_ = State::kClosed;
   if (close_reason_ == CloseReason::kNone) close_reason_ = CloseReason::kPeerClosed;
-  file_event_->setEnabled(0);
+  file_event_.setEnabled(0);
   // Not destroyed here: this may run inside the timer's own callback.
   if (close_timer_ != nullptr) close_timer_->disable();
   if (write_timer_ != nullptr) write_timer_->disable();

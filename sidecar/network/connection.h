@@ -124,7 +124,7 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   event::Dispatcher& dispatcher_;
   int fd_;
   TransportSocketPtr transport_;
-  std::unique_ptr<event::FileEvent> file_event_;
+  event::FileEvent file_event_;
   std::unique_ptr<event::Timer> close_timer_;  // bounds the closing state
   std::unique_ptr<event::Timer> write_timer_;  // made when a write first has to wait
   std::chrono::milliseconds write_timeout_{0};

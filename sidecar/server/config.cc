@@ -480,7 +480,7 @@ absl::StatusOr<ServerConfig> convert(const pb::Config& in) {
     if (out.clusters.size() > 1) {
       return fieldError("routes", "required when there are several clusters");
     }
-    out.routes.push_back({"default", "", "", out.clusters[0].name});
+    out.routes.push_back({"default", "", "", out.clusters[0].name, {}});
     return out;
   }
   UniqueNames route_names("routes");
