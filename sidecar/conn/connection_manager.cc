@@ -1,7 +1,11 @@
 #include "sidecar/conn/connection_manager.h"
 
 #include <malloc.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <functional>
 #include <vector>
 
 #include "sidecar/event/log.h"
@@ -12,6 +16,14 @@ namespace {
 
 // Hibernations within this interval share one malloc_trim().
 constexpr std::chrono::milliseconds kTrimInterval{200};
+// Stale entries of the dormant heap may grow to this many plus as many as there are live ones.
+constexpr size_t kDormantHeapSlack = 1024;
+
+// Registry records live as long as their connections: out of the general heap (see SlabPool).
+event::SlabPool& recordPool() {
+  static event::SlabPool pool(sizeof(ManagedConnection) + event::kPooledHeaderSize);
+  return pool;
+}
 
 std::chrono::system_clock::time_point wallClockOf(event::MonotonicTime at,
                                                   event::MonotonicTime now) {
@@ -45,26 +57,50 @@ ManagedConnection::ManagedConnection(ConnectionManager& manager, uint64_t id,
       id_(id),
       listener_(listener),
       created_(manager.dispatcher().now()),
-      last_activity_(created_) {
+      last_activity_(created_),
+      peer_(connection->peerAddress()) {
   session_ = std::make_unique<http::ServerSession>(
       manager.httpContext(), listener.config, manager.policies().policy(listener.index, nullptr),
       std::move(connection), static_cast<http::SessionObserver&>(*this));
 }
 
-ManagedConnection::~ManagedConnection() = default;
+ManagedConnection::~ManagedConnection() {
+  if (dormant_fd_ >= 0) ::close(dormant_fd_);  // closing it also takes it out of the poll
+}
+
+void* ManagedConnection::operator new(size_t size) {
+  return event::allocatePooled(recordPool(), size);
+}
+
+void ManagedConnection::operator delete(void* ptr) { event::deallocatePooled(recordPool(), ptr); }
+
+http::ServerSession& ManagedConnection::session() {
+  if (dormant()) wake();
+  return *session_;
+}
 
 ConnectionSnapshot ManagedConnection::snapshot() const {
   const event::MonotonicTime now = manager_.dispatcher().now();
-  network::Connection& connection = session_->connection();
   ConnectionSnapshot out;
   out.id = id_;
   out.worker = manager_.workerIndex();
   out.listener = listener_.config.name;
-  out.peer = connection.peerAddress().toString();
-  out.local = connection.localAddress().toString();
-  out.tls = connection.transport().isTls();
-  if (out.tls) out.tls_info = connection.transport().tlsInfo();
-  out.state = session_->state();
+  out.peer = peer_.toString();
+  out.state = state();
+  out.bytes_in = bytes_in_before_;
+  out.bytes_out = bytes_out_before_;
+  if (dormant()) {
+    out.local = network::Address::localOf(dormant_fd_).toString();
+    out.tls = dormant_transport_ != nullptr;
+    if (out.tls) out.tls_info = dormant_transport_->tlsInfo();
+  } else {
+    network::Connection& connection = session_->connection();
+    out.local = connection.localAddress().toString();
+    out.tls = connection.transport().isTls();
+    if (out.tls) out.tls_info = connection.transport().tlsInfo();
+    out.bytes_in += connection.bytesRead();
+    out.bytes_out += connection.bytesWritten();
+  }
   out.protocol = out.state == http::SessionState::kTunnel ? "tunnel" : "http/1.1";
   if (route_ != nullptr) out.route = route_->config.name;
   out.created = wallClockOf(created_, now);
@@ -72,8 +108,6 @@ ConnectionSnapshot ManagedConnection::snapshot() const {
   out.age = since(created_, now);
   out.idle = since(last_activity_, now);
   out.requests = requests_served_;
-  out.bytes_in = connection.bytesRead();
-  out.bytes_out = connection.bytesWritten();
   const event::MemoryAccount& account = *account_;
   out.memory.total = account.total();
   out.memory.buffers = account.bytes(event::MemoryCategory::kBuffers);
@@ -90,24 +124,29 @@ bool ManagedConnection::matches(const ConnectionSelector& selector,
     return false;
   }
   if (selector.listener && listener_.config.name != *selector.listener) return false;
-  if (selector.state && session_->state() != *selector.state) return false;
+  if (selector.state && state() != *selector.state) return false;
   if (selector.idle_at_least && since(last_activity_, now) < *selector.idle_at_least) {
     return false;
   }
   if (selector.age_at_least && since(created_, now) < *selector.age_at_least) return false;
-  if (selector.peer && !selector.peer->contains(session_->connection().peerAddress())) {
+  if (selector.peer && !selector.peer->contains(peer_)) {
     return false;
   }
   return true;
 }
 
 void ManagedConnection::refreshPolicy() {
+  if (dormant()) {
+    manager_.scheduleDormant(*this);
+    return;
+  }
   const http::ConnectionPolicy& policy = manager_.policies().policy(listener_.index, route_);
   if (&policy != &session_->policy()) session_->setPolicy(policy);
 }
 
-void ManagedConnection::onSessionStateChanged(http::SessionState) {
-  last_activity_ = manager_.dispatcher().now();
+void ManagedConnection::onSessionStateChanged(http::SessionState state) {
+  // Falling asleep is not activity: `idle` keeps counting from the last exchange.
+  if (state != http::SessionState::kHibernating) last_activity_ = manager_.dispatcher().now();
   manager_.publish(LifecycleEvent::Kind::kStateChanged, *this);
 }
 
@@ -122,10 +161,83 @@ void ManagedConnection::onRequestComplete() {
   last_activity_ = manager_.dispatcher().now();
 }
 
-void ManagedConnection::onHibernated() { manager_.onHibernated(); }
+void ManagedConnection::onHibernated() {
+  manager_.onHibernated();
+  if (session_->state() == http::SessionState::kHibernating) sleep();
+}
 
 void ManagedConnection::onSessionClosed(network::CloseReason reason) {
   manager_.onClosed(*this, reason);  // removes and schedules deletion of this object
+}
+
+void ManagedConnection::sleep() {
+  network::Connection& connection = session_->connection();
+  if (!connection.quiet()) return;
+  // Should the kernel refuse, the connection hibernates with its session, as it is now.
+  if (!manager_.dormant_poll_.add(connection.fd(), id_)) return;
+  const uint64_t bytes_in = connection.bytesRead();
+  const uint64_t bytes_out = connection.bytesWritten();
+  const http::ServerSession::History history = session_->history();
+  network::Connection::DetachedSocket socket = session_->detachSocket();
+  CW_ASSERT(socket.fd >= 0);
+  bytes_in_before_ += bytes_in;
+  bytes_out_before_ += bytes_out;
+  history_ = history;
+  dormant_fd_ = socket.fd;
+  if (socket.transport->isTls()) dormant_transport_ = std::move(socket.transport);
+  // We are inside the session's own timer callback: it is freed after it returns.
+  manager_.dispatcher().deferredDelete(std::move(session_));
+  manager_.scheduleDormant(*this);
+}
+
+void ManagedConnection::wake() {
+  CW_ASSERT(dormant());
+  manager_.dormant_poll_.remove(dormant_fd_);
+  ++manager_.wakeups_;
+  event::MemoryAccount::Scope scope(account_.get());
+  network::TransportSocketPtr transport =
+      dormant_transport_ != nullptr ? std::move(dormant_transport_)
+                                    : std::make_unique<network::RawTransportSocket>();
+  auto connection = std::make_unique<network::Connection>(
+      manager_.dispatcher(), std::exchange(dormant_fd_, -1), std::move(transport), peer_,
+      network::Connection::Resumed{});
+  connection->setMemoryAccount(account_.get());
+  session_ = std::make_unique<http::ServerSession>(
+      manager_.httpContext(), listener_.config, manager_.policies().policy(listener_.index, route_),
+      std::move(connection), static_cast<http::SessionObserver&>(*this), &history_);
+  manager_.publish(LifecycleEvent::Kind::kStateChanged, *this);
+}
+
+std::pair<event::MonotonicTime, network::CloseReason> ManagedConnection::dormantDeadline()
+    const {
+  // The deadlines ServerSession keeps for a hibernating connection, and max age.
+  const http::ConnectionPolicy& policy = manager_.policies().policy(listener_.index, route_);
+  std::pair<event::MonotonicTime, network::CloseReason> earliest{
+      event::MonotonicTime::max(), network::CloseReason::kNone};
+  auto consider = [&](std::chrono::milliseconds timeout, event::MonotonicTime since,
+                      network::CloseReason why) {
+    if (timeout.count() > 0 && since + timeout < earliest.first) earliest = {since + timeout, why};
+  };
+  if (history_.requests_started == 0) {
+    consider(policy.request_header_timeout, history_.opened_at,
+             network::CloseReason::kHeaderTimeout);
+  }
+  consider(policy.idle_timeout, history_.idle_since, network::CloseReason::kIdleTimeout);
+  consider(policy.max_connection_age, history_.opened_at, network::CloseReason::kMaxAge);
+  return earliest;
+}
+
+void ManagedConnection::closeDormant(network::CloseReason reason, bool abort) {
+  CW_ASSERT(dormant());
+  manager_.dormant_poll_.remove(dormant_fd_);
+  if (abort) {
+    const linger abortive{1, 0};
+    setsockopt(dormant_fd_, SOL_SOCKET, SO_LINGER, &abortive, sizeof(abortive));
+  }
+  // Reported (with its addresses) before the socket goes; this object is freed later.
+  manager_.onClosed(*this, reason);
+  ::close(std::exchange(dormant_fd_, -1));
+  dormant_transport_.reset();
 }
 
 // --- ConnectionManager --------------------------------------------------------------------------
@@ -136,10 +248,15 @@ ConnectionManager::ConnectionManager(event::Dispatcher& dispatcher, uint32_t wor
     : dispatcher_(dispatcher),
       worker_index_(worker_index),
       http_context_(http_context),
-      policies_(std::move(policies)) {
+      policies_(std::move(policies)),
+      dormant_poll_(dispatcher, [this](uint64_t id) {
+        ManagedConnection* connection = find(id);
+        if (connection != nullptr && connection->dormant()) connection->wake();
+      }) {
   CW_ASSERT(worker_index < kMaxWorkers);
   CW_ASSERT(policies_ != nullptr);
   trim_timer_ = dispatcher_.createTimer([] { malloc_trim(0); });
+  dormant_timer_ = dispatcher_.createTimer([this] { onDormantTimer(); });
 }
 
 ConnectionManager::~ConnectionManager() {
@@ -183,6 +300,63 @@ void ConnectionManager::onClosed(ManagedConnection& connection, network::CloseRe
 void ConnectionManager::onHibernated() {
   ++hibernations_;
   if (!trim_timer_->enabled()) trim_timer_->enable(kTrimInterval);
+}
+
+void ConnectionManager::scheduleDormant(ManagedConnection& connection) {
+  const auto [at, reason] = connection.dormantDeadline();
+  connection.dormant_deadline_ = at;
+  connection.dormant_reason_ = reason;
+  if (at == event::MonotonicTime::max()) return;
+  event::MemoryAccount::Scope nobody(nullptr);  // the heap is the worker's, not a connection's
+  if (dormant_heap_.size() >= 2 * dormant_poll_.size() + kDormantHeapSlack) {
+    // Mostly stale: rebuild from the connections that are dormant now (this one included).
+    dormant_heap_.clear();
+    for (const auto& [id, managed] : connections_) {
+      if (managed->dormant() && managed->dormant_deadline_ != event::MonotonicTime::max()) {
+        dormant_heap_.push_back({managed->dormant_deadline_, id});
+      }
+    }
+    std::make_heap(dormant_heap_.begin(), dormant_heap_.end(), std::greater<>());
+    armDormantTimer();
+    return;
+  }
+  dormant_heap_.push_back({at, connection.id()});
+  std::push_heap(dormant_heap_.begin(), dormant_heap_.end(), std::greater<>());
+  if (dormant_heap_.front().id == connection.id()) armDormantTimer();
+}
+
+void ConnectionManager::armDormantTimer() {
+  if (dormant_heap_.empty()) {
+    dormant_timer_->disable();
+    return;
+  }
+  const event::MonotonicTime now = dispatcher_.now();
+  const event::MonotonicTime at = dormant_heap_.front().at;
+  dormant_timer_->enable(at <= now ? std::chrono::milliseconds(0)
+                                   : std::chrono::ceil<std::chrono::milliseconds>(at - now));
+}
+
+void ConnectionManager::onDormantTimer() {
+  const event::MonotonicTime now = dispatcher_.now();
+  while (!dormant_heap_.empty() && dormant_heap_.front().at <= now) {
+    std::pop_heap(dormant_heap_.begin(), dormant_heap_.end(), std::greater<>());
+    const DormantEntry entry = dormant_heap_.back();
+    dormant_heap_.pop_back();
+    ManagedConnection* connection = find(entry.id);
+    if (connection == nullptr || !connection->dormant() ||
+        connection->dormant_deadline_ != entry.at) {
+      continue;  // stale
+    }
+    if (connection->dormant_reason_ == network::CloseReason::kMaxAge) {
+      // As an awake one would: drained, which for an idle connection is a graceful close now.
+      http::ServerSession& session = connection->session();
+      event::MemoryAccount::Scope scope(session.connection().memoryAccount());
+      session.drain(network::CloseReason::kMaxAge, session.policy().drain_timeout);
+    } else {
+      connection->closeDormant(connection->dormant_reason_, /*abort=*/false);
+    }
+  }
+  armDormantTimer();
 }
 
 void ConnectionManager::publish(LifecycleEvent::Kind kind, const ManagedConnection& connection,
@@ -238,8 +412,12 @@ CommandResult ConnectionManager::kill(uint64_t id) {
   ManagedConnection* connection = find(id);
   if (connection == nullptr) return result;
   result.state_before = connection->state();
-  event::MemoryAccount::Scope scope(connection->session().connection().memoryAccount());
-  connection->session().close(network::CloseReason::kKilled, /*abort=*/true);
+  if (connection->dormant()) {
+    connection->closeDormant(network::CloseReason::kKilled, /*abort=*/true);
+  } else {
+    event::MemoryAccount::Scope scope(connection->session().connection().memoryAccount());
+    connection->session().close(network::CloseReason::kKilled, /*abort=*/true);
+  }
   result.outcome = CommandResult::Outcome::kClosed;
   return result;
 }
@@ -269,12 +447,28 @@ std::vector<CommandResult> ConnectionManager::killMatching(const ConnectionSelec
 
 void ConnectionManager::drainAll(network::CloseReason reason,
                                  std::chrono::milliseconds deadline) {
-  for (uint64_t id : idsMatching({})) drain(id, deadline, reason);
+  for (uint64_t id : idsMatching({})) {
+    ManagedConnection* connection = find(id);
+    if (connection == nullptr) continue;
+    // Idle and asleep: closed as they lie, rather than all woken at once to be closed.
+    if (connection->dormant()) {
+      connection->closeDormant(reason, /*abort=*/false);
+    } else {
+      drain(id, deadline, reason);
+    }
+  }
 }
 
 void ConnectionManager::closeAll(network::CloseReason reason) {
   for (uint64_t id : idsMatching({})) {
-    if (ManagedConnection* connection = find(id)) connection->session().close(reason, false);
+    ManagedConnection* connection = find(id);
+    if (connection == nullptr) continue;
+    if (connection->dormant()) {
+      connection->closeDormant(reason, /*abort=*/false);
+    } else {
+      event::MemoryAccount::Scope scope(connection->session().connection().memoryAccount());
+      connection->session().close(reason, false);
+    }
   }
 }
 
@@ -284,6 +478,10 @@ void ConnectionManager::setPolicies(PolicyTablePtr policies) {
   PolicyTablePtr previous = std::move(policies_);
   policies_ = std::move(policies);
   for (const auto& [id, connection] : connections_) {
+    if (connection->dormant()) {
+      connection->refreshPolicy();
+      continue;
+    }
     event::MemoryAccount::Scope scope(connection->session().connection().memoryAccount());
     connection->refreshPolicy();
   }

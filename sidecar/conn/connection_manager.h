@@ -14,11 +14,13 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "sidecar/conn/policy_table.h"
 #include "sidecar/event/dispatcher.h"
+#include "sidecar/event/dormant_poll.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/http/server_session.h"
 #include "sidecar/network/close_reason.h"
@@ -99,16 +101,29 @@ class LifecycleEventSink {
 class ConnectionManager;
 
 // One registered client connection: its session and what the operator sees of it.
+//
+// A hibernated HTTP connection goes dormant: its session, Connection and raw transport are
+// freed, and the socket (with its TLS state, if any) waits in the manager's DormantPoll, its
+// deadlines in the manager's heap. What is left is this record and the account, both from slab
+// pools kept apart from the general heap. The next bytes (or the peer's FIN) wake it into a new
+// session; an operator's drain wakes it too; kill, timeouts and shutdown close it as it lies.
 class ManagedConnection : public event::DeferredDeletable, private http::SessionObserver {
  public:
   // Takes ownership of `account` (retired when this is destroyed).
   ManagedConnection(ConnectionManager& manager, uint64_t id, network::ListenerShared& listener,
                     network::ConnectionPtr connection, event::MemoryAccount* account);
   ~ManagedConnection() override;
+  // From a slab pool, charged to the current account (see event::SlabPool).
+  static void* operator new(size_t size);
+  static void operator delete(void* ptr);
 
   uint64_t id() const { return id_; }
-  http::ServerSession& session() { return *session_; }
-  http::SessionState state() const { return session_->state(); }
+  bool dormant() const { return session_ == nullptr; }
+  // The session, made again first if the connection is dormant (it resumes idle).
+  http::ServerSession& session();
+  http::SessionState state() const {
+    return dormant() ? http::SessionState::kHibernating : session_->state();
+  }
   const http::Route* route() const { return route_; }
   event::MonotonicTime createdAt() const { return created_; }
   event::MonotonicTime lastActivity() const { return last_activity_; }
@@ -129,6 +144,14 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   void onHibernated() override;
   void onSessionClosed(network::CloseReason reason) override;
 
+  // Hands the quiet socket of a hibernated session to the DormantPoll and frees the session.
+  void sleep();
+  void wake();
+  // The earliest deadline of a dormant connection under its current policy, and what it is.
+  std::pair<event::MonotonicTime, network::CloseReason> dormantDeadline() const;
+  // Closes a dormant connection as it lies (abortive with `abort`); it leaves the registry.
+  void closeDormant(network::CloseReason reason, bool abort);
+
   struct RetireAccount {
     void operator()(event::MemoryAccount* account) const { account->retire(); }
   };
@@ -137,11 +160,19 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   ConnectionManager& manager_;
   const uint64_t id_;
   network::ListenerShared& listener_;
-  std::unique_ptr<http::ServerSession> session_;
+  std::unique_ptr<http::ServerSession> session_;   // null while dormant
+  network::TransportSocketPtr dormant_transport_;  // while dormant, if TLS (a raw one is remade)
   const http::Route* route_ = nullptr;
   event::MonotonicTime created_;
   event::MonotonicTime last_activity_;
+  http::ServerSession::History history_;       // kept while dormant
+  event::MonotonicTime dormant_deadline_;      // its entry in the manager's heap
+  network::Address peer_;
   uint64_t requests_served_ = 0;
+  uint64_t bytes_in_before_ = 0;  // through earlier sessions (before a sleep)
+  uint64_t bytes_out_before_ = 0;
+  int dormant_fd_ = -1;
+  network::CloseReason dormant_reason_ = network::CloseReason::kNone;
 };
 
 class ConnectionManager {
@@ -181,6 +212,9 @@ class ConnectionManager {
   const std::array<uint64_t, 32>& closesByReason() const { return closes_by_reason_; }
   uint64_t opened() const { return opened_; }
   uint64_t hibernations() const { return hibernations_; }
+  // Connections that woke from dormancy, and those dormant now.
+  uint64_t wakeups() const { return wakeups_; }
+  size_t dormant() const { return dormant_poll_.size(); }
   uint32_t workerIndex() const { return worker_index_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
   http::WorkerHttpContext& httpContext() { return http_context_; }
@@ -189,6 +223,10 @@ class ConnectionManager {
   friend class ManagedConnection;
   void onClosed(ManagedConnection& connection, network::CloseReason reason);
   void onHibernated();
+  // Puts a dormant connection's deadline (again) in the heap.
+  void scheduleDormant(ManagedConnection& connection);
+  void onDormantTimer();
+  void armDormantTimer();
   void publish(LifecycleEvent::Kind kind, const ManagedConnection& connection,
                network::CloseReason reason = network::CloseReason::kNone);
   std::vector<uint64_t> idsMatching(const ConnectionSelector& selector) const;
@@ -201,7 +239,19 @@ class ConnectionManager {
   absl::flat_hash_map<uint64_t, std::unique_ptr<ManagedConnection>> connections_;
   // Gives memory freed by hibernation back to the system, at most once per interval.
   std::unique_ptr<event::Timer> trim_timer_;
+  // Dormant connections: their sockets, and their deadlines as a min-heap (an entry is stale
+  // when its connection is gone, awake or rescheduled; stale ones are dropped when popped or
+  // when they outnumber the live ones).
+  event::DormantPoll dormant_poll_;
+  struct DormantEntry {
+    event::MonotonicTime at;
+    uint64_t id;
+    bool operator>(const DormantEntry& other) const { return at > other.at; }
+  };
+  std::vector<DormantEntry> dormant_heap_;
+  std::unique_ptr<event::Timer> dormant_timer_;
   uint64_t next_sequence_ = 1;
+  uint64_t wakeups_ = 0;
   uint64_t opened_ = 0;
   uint64_t hibernations_ = 0;
   std::array<uint64_t, 32> closes_by_reason_{};

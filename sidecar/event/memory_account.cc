@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <new>
 
+#include "sidecar/event/dispatcher.h"
+
 namespace connwarden::event {
 
 namespace {
@@ -33,13 +35,13 @@ uint64_t blockCost(void* block) { return malloc_usable_size(block); }
 uint64_t blockCost(void* block) { return malloc_usable_size(block) + sizeof(size_t); }
 #endif
 
-void chargeBlock(BlockHeader* header, MemoryAccount* account, MemoryCategory category) {
+void chargeBlock(BlockHeader* header, MemoryAccount* account, MemoryCategory category,
+                 uint64_t cost) {
   header->account = account;
   if (account == nullptr) {
     header->charge = 0;
     return;
   }
-  const uint64_t cost = blockCost(header);
   header->charge = cost | (uint64_t{static_cast<uint8_t>(category)} << kCategoryShift);
   account->charge(category, static_cast<int64_t>(cost));
 }
@@ -54,7 +56,7 @@ void* allocate(size_t size, MemoryCategory category) {
   if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
   auto* header = static_cast<BlockHeader*>(std::malloc(size + sizeof(BlockHeader)));
   if (header == nullptr) return nullptr;
-  chargeBlock(header, t_account, category);
+  chargeBlock(header, t_account, category, blockCost(header));
   return header + 1;
 }
 
@@ -89,12 +91,12 @@ void* reallocate(void* ptr, size_t size, MemoryCategory category, Growth growth)
   // Charge the new size before releasing the old one: the old charge may be all that keeps a
   // retired account alive.
   if (growth == Growth::kNobody) {
-    chargeBlock(grown, nullptr, category);
+    chargeBlock(grown, nullptr, category, 0);
   } else if (before.account != nullptr) {
     chargeBlock(grown, before.account,
-                static_cast<MemoryCategory>(before.charge >> kCategoryShift));
+                static_cast<MemoryCategory>(before.charge >> kCategoryShift), blockCost(grown));
   } else {
-    chargeBlock(grown, t_account, category);
+    chargeBlock(grown, t_account, category, blockCost(grown));
   }
   releaseBlock(&before);
   return grown + 1;
@@ -134,13 +136,19 @@ std::string_view memoryCategoryName(MemoryCategory category) {
   return "unknown";
 }
 
+namespace {
+// Accounts live as long as their connections: out of the general heap (see SlabPool).
+SlabPool& accountPool() {
+  static SlabPool pool(sizeof(MemoryAccount));
+  return pool;
+}
+}  // namespace
+
 MemoryAccount* MemoryAccount::create() {
   // Outside the hooks: an account cannot hold a charge for its own block and still reach zero.
-  void* block = std::malloc(sizeof(MemoryAccount));
-  if (block == nullptr) throw std::bad_alloc();
-  auto* account = new (block) MemoryAccount();
+  auto* account = new (accountPool().allocate()) MemoryAccount();
   account->by_category_[static_cast<size_t>(MemoryCategory::kOther)].store(
-      static_cast<int64_t>(blockCost(block)), std::memory_order_relaxed);
+      static_cast<int64_t>(accountPool().slotSize()), std::memory_order_relaxed);
   account->peak_.store(account->total(), std::memory_order_relaxed);
   g_live_accounts.fetch_add(1, std::memory_order_relaxed);
   return account;
@@ -153,7 +161,7 @@ void MemoryAccount::retire() {
 void MemoryAccount::destroy() {
   g_live_accounts.fetch_sub(1, std::memory_order_relaxed);
   this->~MemoryAccount();
-  std::free(this);
+  accountPool().deallocate(this);
 }
 
 int64_t MemoryAccount::liveAccounts() { return g_live_accounts.load(std::memory_order_relaxed); }
@@ -189,6 +197,20 @@ MemoryAccount::CategoryScope::CategoryScope(MemoryCategory category) : previous_
 MemoryAccount::CategoryScope::~CategoryScope() { t_category = previous_; }
 
 MemoryAccount* MemoryAccount::current() { return t_account; }
+
+void* allocatePooled(SlabPool& pool, size_t size) {
+  CW_ASSERT(size + sizeof(BlockHeader) <= pool.slotSize());
+  auto* header = static_cast<BlockHeader*>(pool.allocate());
+  chargeBlock(header, t_account, t_category, pool.slotSize());
+  return header + 1;
+}
+
+void deallocatePooled(SlabPool& pool, void* ptr) {
+  if (ptr == nullptr) return;
+  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
+  releaseBlock(header);
+  pool.deallocate(header);
+}
 bool MemoryAccount::hooksInstalled() { return g_hooks_installed; }
 
 }  // namespace connwarden::event

@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <string_view>
 
+#include "sidecar/event/slab_pool.h"
+
 namespace connwarden::event {
 
 enum class MemoryCategory : uint8_t { kOther, kBuffers, kTls, kCodec };
@@ -89,5 +91,12 @@ class MemoryAccount {
   std::atomic<int64_t> peak_{0};
   std::atomic<int64_t> by_category_[kMemoryCategoryCount] = {};
 };
+
+// A block of `pool` for an object of `size` bytes, charged to the current account like operator
+// new's blocks (at the pool's slot size). The pool's slots must hold the object plus
+// kPooledHeaderSize. Throws std::bad_alloc.
+constexpr size_t kPooledHeaderSize = 16;
+void* allocatePooled(SlabPool& pool, size_t size);
+void deallocatePooled(SlabPool& pool, void* ptr);
 
 }  // namespace connwarden::event

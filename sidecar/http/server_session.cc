@@ -25,7 +25,7 @@ constexpr http::Http1Limits kServerLimits{};
 
 ServerSession::ServerSession(WorkerHttpContext& context, const network::ListenerConfig& listener,
                              const ConnectionPolicy& policy, network::ConnectionPtr connection,
-                             SessionObserver& observer)
+                             SessionObserver& observer, const History* history)
     : context_(context),
       listener_(listener),
       connection_(std::move(connection)),
@@ -39,9 +39,10 @@ ServerSession::ServerSession(WorkerHttpContext& context, const network::Listener
   connection_->setCallbacks(*this);
   connection_->setBufferLimits(listener_.buffer_high_watermark);
   connection_->setWriteTimeout(policy_->write_timeout);
-  opened_at_ = context_.dispatcher.now();
-  state_since_ = opened_at_;
-  request_started_ = opened_at_;
+  opened_at_ = history != nullptr ? history->opened_at : context_.dispatcher.now();
+  if (history != nullptr) requests_started_ = history->requests_started;
+  state_since_ = context_.dispatcher.now();
+  request_started_ = state_since_;
   // Until its first request, a connection is bounded by the header timeout from its opening (a
   // client that connects and says nothing holds a descriptor for nothing), then by idle rules.
   state_ = connection_->transportConnected() ? SessionState::kIdle : SessionState::kHandshake;
@@ -88,10 +89,6 @@ void ServerSession::armTimer() {
                network::CloseReason::kHeaderTimeout);
       break;
     case SessionState::kIdle:
-      if (first_request) {
-        consider(policy.request_header_timeout, opened_at_, TimerAction::kClose,
-                 network::CloseReason::kHeaderTimeout);
-      }
       if (policy.hibernate) {
         // `after` of 0 still goes through the timer: from the loop, never inside a response.
         const auto after = std::max(policy.hibernate_after, std::chrono::milliseconds(1));
@@ -100,6 +97,10 @@ void ServerSession::armTimer() {
       }
       [[fallthrough]];
     case SessionState::kHibernating:
+      if (first_request) {
+        consider(policy.request_header_timeout, opened_at_, TimerAction::kClose,
+                 network::CloseReason::kHeaderTimeout);
+      }
       consider(policy.idle_timeout, state_since_, TimerAction::kClose,
                network::CloseReason::kIdleTimeout);
       break;
@@ -217,6 +218,16 @@ void ServerSession::hibernate() {
   setState(SessionState::kHibernating);
   armTimer();
   observer_.onHibernated();
+}
+
+network::Connection::DetachedSocket ServerSession::detachSocket() {
+  if (closed_ || state_ != SessionState::kHibernating || stream_ != nullptr ||
+      !connection_->quiet()) {
+    return {};
+  }
+  closed_ = true;
+  timer_.disable();
+  return connection_->detachSocket();
 }
 
 void ServerSession::createCodec() {

@@ -11,7 +11,9 @@
 // The timer always runs to the earliest deadline that applies in the current state (header,
 // request, hibernate, idle, tunnel idle, max age, drain deadline); a policy change re-arms it.
 // Hibernating frees the codec, the socket buffers and TLS's record buffers; the next bytes
-// make them again.
+// make them again. The observer may then take the socket away (detachSocket()) and destroy the
+// session, to sleep without one; a new session resumes the connection (History) when bytes
+// come.
 //
 // The layer above (conn/) learns every state change and the close through SessionObserver.
 // Worker thread only.
@@ -58,12 +60,22 @@ class SessionObserver {
 
 class ProxyStream;
 
-class ServerSession : private network::ConnectionCallbacks, private ServerCodecCallbacks {
+class ServerSession : public event::DeferredDeletable,
+                      private network::ConnectionCallbacks,
+                      private ServerCodecCallbacks {
  public:
+  // What a session resuming a hibernated connection carries over from the one that slept.
+  struct History {
+    event::MonotonicTime opened_at;
+    event::MonotonicTime idle_since;  // when it last became idle (not used to resume)
+    uint64_t requests_started = 0;
+  };
+
   // `policy` must stay valid until replaced by setPolicy() or the session is destroyed.
+  // With `history`, the connection is an idle one waking up, its transport connected.
   ServerSession(WorkerHttpContext& context, const network::ListenerConfig& listener,
                 const ConnectionPolicy& policy, network::ConnectionPtr connection,
-                SessionObserver& observer);
+                SessionObserver& observer, const History* history = nullptr);
   ~ServerSession() override;
 
   SessionState state() const { return state_; }
@@ -82,6 +94,12 @@ class ServerSession : private network::ConnectionCallbacks, private ServerCodecC
   // drain becomes an abortive close; 0 means now. A second drain can only shorten the deadline.
   void drain(network::CloseReason reason, std::chrono::milliseconds deadline);
   bool draining() const { return drain_reason_ != network::CloseReason::kNone; }
+
+  History history() const { return {opened_at_, state_since_, requests_started_}; }
+  // Only while hibernating (from SessionObserver::onHibernated): gives up the socket, quiet,
+  // and becomes inert; the caller hands the session to deferred deletion. An empty socket (fd
+  // -1) when the connection is not quiet after all; the session then goes on as it was.
+  network::Connection::DetachedSocket detachSocket();
 
   // The policy to obey from now on (the route of the latest request, or a runtime change):
   // deadlines are recomputed at once.

@@ -19,16 +19,31 @@ constexpr uint64_t kMaxReadPerEvent = 64 * 1024;
 }  // namespace
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport)
-    : Connection(dispatcher, fd, std::move(transport), false) {}
+    : Connection(dispatcher, fd, std::move(transport), Start::kAccepted) {}
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
-                       bool connecting)
+                       const Address& peer, Resumed)
+    : Connection(dispatcher, fd, std::move(transport), Start::kResumed) {
+  peer_ = peer;
+}
+
+Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
+                       Start start)
     : dispatcher_(dispatcher),
       fd_(fd),
       transport_(std::move(transport)),
       file_event_(dispatcher.base(), fd, [this](uint32_t events) { onFileEvent(events); }),
-      state_(connecting ? State::kConnecting : State::kOpen) {
+      state_(start == Start::kConnecting ? State::kConnecting : State::kOpen) {
   CW_ASSERT(dispatcher_.isThreadSafe());
+  if (start == Start::kResumed) {
+    // The socket's options were set when it was accepted; the peer is known to the caller.
+    local_ = Address::localOf(fd_);
+    transport_->setCallbacks(*this);
+    transport_connected_ = true;
+    file_event_.setEnabled(event::FileReadyType::kRead);
+    return;
+  }
+  const bool connecting = start == Start::kConnecting;
   if (fd_ >= 0) {
     const int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -63,7 +78,8 @@ std::unique_ptr<Connection> Connection::connectTo(event::Dispatcher& dispatcher,
       fd = -1;
     }
   }
-  auto conn = std::unique_ptr<Connection>(new Connection(dispatcher, fd, std::move(transport), true));
+  auto conn = std::unique_ptr<Connection>(
+      new Connection(dispatcher, fd, std::move(transport), Start::kConnecting));
   conn->peer_ = address;
   return conn;
 }
@@ -221,6 +237,25 @@ void Connection::releaseBuffers() {
   file_event_.releaseIdle();
   if (write_timer_ != nullptr && !write_timer_->enabled()) write_timer_.reset();
   if (close_timer_ != nullptr && state_ == State::kOpen) close_timer_.reset();
+}
+
+bool Connection::quiet() const {
+  return state_ == State::kOpen && transport_connected_ && read_buffer_.empty() &&
+         write_buffer_.empty() && !write_end_stream_ && !read_end_stream_ &&
+         !read_pending_in_transport_ && !write_scheduled_ && readEnabled() &&
+         !transport_->wantsWrite();
+}
+
+Connection::DetachedSocket Connection::detachSocket() {
+  CW_ASSERT(dispatcher_.isThreadSafe());
+  CW_ASSERT(quiet());
+  file_event_.setEnabled(0);
+  if (close_timer_ != nullptr) close_timer_->disable();
+  if (write_timer_ != nullptr) write_timer_->disable();
+  state_ = State::kClosed;
+  DetachedSocket out{fd_, std::move(transport_)};
+  fd_ = -1;
+  return out;
 }
 
 void Connection::checkWatermarks() {

@@ -55,6 +55,11 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
 
   // An accepted socket. Takes ownership of `fd` (non-blocking).
   Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport);
+  // A socket handed over by detachSocket() of an earlier Connection (a hibernated connection
+  // waking up): open, its transport connected already. Takes ownership of `fd`.
+  struct Resumed {};
+  Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
+             const Address& peer, Resumed);
   // Starts a non-blocking connect to `address`. Failure to even start (e.g. EMFILE) is reported
   // like a failed connect: onEvent(kRemoteClose) on the next loop iteration.
   static std::unique_ptr<Connection> connectTo(event::Dispatcher& dispatcher,
@@ -84,6 +89,17 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // Frees the read and write buffers (when empty) and the transport's buffers, for an idle
   // connection; they are made again on the next bytes either way.
   void releaseBuffers();
+  // Open, with nothing buffered on either side (nor inside the transport) and no read paused:
+  // nothing would be lost if the socket changed hands now.
+  bool quiet() const;
+  // Hands the socket and its transport over, for a hibernated connection to sleep without a
+  // Connection; requires quiet(). This Connection is closed afterwards, with no close event,
+  // and leaves the socket alone.
+  struct DetachedSocket {
+    int fd = -1;
+    TransportSocketPtr transport;
+  };
+  DetachedSocket detachSocket();
   // The write buffer's high watermark; the low one is half of it.
   void setBufferLimits(uint32_t high_watermark);
   bool aboveHighWatermark() const { return above_high_watermark_; }
@@ -104,7 +120,8 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   event::MemoryAccount* memoryAccount() const { return account_; }
 
  private:
-  Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, bool connecting);
+  enum class Start { kAccepted, kConnecting, kResumed };
+  Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, Start start);
   void onFileEvent(uint32_t events);
   void onReadReady();
   void onWriteReady();

@@ -1,0 +1,105 @@
+#include "sidecar/event/slab_pool.h"
+
+#include <cstdlib>
+#include <new>
+
+#include "sidecar/event/dispatcher.h"
+
+namespace connwarden::event {
+
+// At the start of each chunk (which is aligned to its size, so a slot finds its chunk by
+// masking). Slots follow, each free one holding the next free slot of the chunk.
+struct alignas(16) SlabPool::Chunk {
+  SlabPool* pool;
+  Chunk* prev;       // in partial_
+  Chunk* next;
+  void* free_slots;  // freed slots of this chunk
+  uint32_t used;     // slots handed out
+  uint32_t carved;   // slots ever carved from the untouched tail
+};
+
+namespace {
+constexpr size_t roundUp16(size_t n) { return (n + 15) & ~size_t{15}; }
+}  // namespace
+
+SlabPool::SlabPool(size_t slot_size)
+    : slot_size_(roundUp16(slot_size < sizeof(void*) ? sizeof(void*) : slot_size)),
+      slots_per_chunk_(static_cast<uint32_t>((kChunkSize - sizeof(Chunk)) / slot_size_)) {
+  CW_ASSERT(slots_per_chunk_ >= 1);
+}
+
+SlabPool::Chunk* SlabPool::chunkOf(void* slot) {
+  return reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(slot) & ~(kChunkSize - 1));
+}
+
+void SlabPool::unlink(Chunk* chunk) {
+  if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
+  if (chunk->next != nullptr) chunk->next->prev = chunk->prev;
+  if (partial_ == chunk) partial_ = chunk->next;
+  chunk->prev = chunk->next = nullptr;
+}
+
+void SlabPool::pushPartial(Chunk* chunk) {
+  chunk->prev = nullptr;
+  chunk->next = partial_;
+  if (partial_ != nullptr) partial_->prev = chunk;
+  partial_ = chunk;
+}
+
+void* SlabPool::allocate() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  Chunk* chunk = partial_;
+  if (chunk == nullptr) {
+    chunk = spare_;
+    spare_ = nullptr;
+    if (chunk == nullptr) {
+      // Straight from malloc, not operator new: the chunk is nobody's; its slots are charged
+      // one by one by whoever uses them.
+      void* block = std::aligned_alloc(kChunkSize, kChunkSize);
+      if (block == nullptr) throw std::bad_alloc();
+      chunk = new (block) Chunk{this, nullptr, nullptr, nullptr, 0, 0};
+      ++chunks_;
+    }
+    pushPartial(chunk);
+  }
+  void* slot;
+  if (chunk->free_slots != nullptr) {
+    slot = chunk->free_slots;
+    chunk->free_slots = *static_cast<void**>(slot);
+  } else {
+    slot = reinterpret_cast<char*>(chunk) + sizeof(Chunk) + size_t{chunk->carved} * slot_size_;
+    ++chunk->carved;
+  }
+  if (++chunk->used == slots_per_chunk_) unlink(chunk);
+  return slot;
+}
+
+void SlabPool::deallocate(void* slot) {
+  if (slot == nullptr) return;
+  Chunk* chunk = chunkOf(slot);
+  CW_ASSERT(chunk->pool == this);
+  std::lock_guard<std::mutex> lock(mutex_);
+  const bool was_full = chunk->used == slots_per_chunk_;
+  *static_cast<void**>(slot) = chunk->free_slots;
+  chunk->free_slots = slot;
+  --chunk->used;
+  if (was_full) pushPartial(chunk);
+  if (chunk->used > 0) return;
+  unlink(chunk);
+  chunk->free_slots = nullptr;
+  chunk->carved = 0;
+  if (spare_ == nullptr) {
+    spare_ = chunk;
+    return;
+  }
+  --chunks_;
+  chunk->~Chunk();
+  std::free(chunk);
+}
+
+size_t SlabPool::chunkBytes() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return chunks_ * kChunkSize;
+}
+
+}  // namespace connwarden::event

@@ -1,0 +1,51 @@
+// Fixed-size slots carved from 16 KiB chunks, for the few small objects that live as long as a
+// connection however idle it is (its memory account, its registry record). Kept apart from the
+// general heap so that when hibernation frees everything else of a connection, whole pages become
+// free and malloc_trim() can give them back: one long-lived 200-byte block in every page of the
+// general heap would pin all of it.
+//
+// Thread-safe (an account may be freed on any thread). A chunk goes back to the heap when its
+// last slot does, except one spare per pool so that a connection opening and closing does not
+// allocate a chunk each time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <mutex>
+
+namespace connwarden::event {
+
+class SlabPool {
+ public:
+  static constexpr size_t kChunkSize = 16 * 1024;
+
+  explicit SlabPool(size_t slot_size);
+  // Chunks still in use at exit stay reachable from the pool; nothing is freed here.
+  ~SlabPool() = default;
+  SlabPool(const SlabPool&) = delete;
+  SlabPool& operator=(const SlabPool&) = delete;
+
+  // A slot of slotSize() bytes, 16-byte aligned. Throws std::bad_alloc when the heap is out.
+  void* allocate();
+  // `slot` came from allocate() of this pool.
+  void deallocate(void* slot);
+  size_t slotSize() const { return slot_size_; }
+
+  // Heap bytes held by the pool's chunks, in use or spare.
+  size_t chunkBytes() const;
+
+ private:
+  struct Chunk;
+  static Chunk* chunkOf(void* slot);
+  void unlink(Chunk* chunk);  // REQUIRES(mutex_)
+  void pushPartial(Chunk* chunk);  // REQUIRES(mutex_)
+
+  const size_t slot_size_;
+  const uint32_t slots_per_chunk_;
+  mutable std::mutex mutex_;
+  Chunk* partial_ = nullptr;  // GUARDED_BY(mutex_): chunks with a free slot
+  Chunk* spare_ = nullptr;    // GUARDED_BY(mutex_): one empty chunk kept back
+  size_t chunks_ = 0;         // GUARDED_BY(mutex_)
+};
+
+}  // namespace connwarden::event
