@@ -250,7 +250,10 @@ void ServerSession::wake() {
 
 void ServerSession::onEvent(network::ConnectionEvent event) {
   if (event == network::ConnectionEvent::kConnected) {
-    if (state_ == SessionState::kHandshake) setState(SessionState::kIdle);
+    if (state_ == SessionState::kHandshake) {
+      setState(SessionState::kIdle);
+      armTimer();  // idle rules (hibernate included) from now on
+    }
     return;
   }
   if (closed_) return;
