@@ -21,8 +21,7 @@ constexpr size_t kDormantHeapSlack = 1024;
 
 // Registry records live as long as their connections: out of the general heap (see SlabPool).
 event::SlabPool& recordPool() {
-  static event::SlabPool pool(sizeof(ManagedConnection) + event::kPooledHeaderSize);
-  return pool;
+  return event::SlabPool::immortal<sizeof(ManagedConnection) + event::kPooledHeaderSize>();
 }
 
 std::chrono::system_clock::time_point wallClockOf(event::MonotonicTime at,

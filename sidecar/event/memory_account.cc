@@ -138,10 +138,7 @@ std::string_view memoryCategoryName(MemoryCategory category) {
 
 namespace {
 // Accounts live as long as their connections: out of the general heap (see SlabPool).
-SlabPool& accountPool() {
-  static SlabPool pool(sizeof(MemoryAccount));
-  return pool;
-}
+SlabPool& accountPool() { return SlabPool::immortal<sizeof(MemoryAccount)>(); }
 }  // namespace
 
 MemoryAccount* MemoryAccount::create() {

@@ -28,6 +28,13 @@ SlabPool::SlabPool(size_t slot_size)
   CW_ASSERT(slots_per_chunk_ >= 1);
 }
 
+SlabPool::~SlabPool() {
+  if (spare_ != nullptr) {
+    spare_->~Chunk();
+    std::free(spare_);
+  }
+}
+
 SlabPool::Chunk* SlabPool::chunkOf(void* slot) {
   return reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(slot) & ~(kChunkSize - 1));
 }

@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <new>
 
 namespace connwarden::event {
 
@@ -20,8 +21,9 @@ class SlabPool {
   static constexpr size_t kChunkSize = 16 * 1024;
 
   explicit SlabPool(size_t slot_size);
-  // Chunks still in use at exit stay reachable from the pool; nothing is freed here.
-  ~SlabPool() = default;
+  // Frees the spare chunk; chunks with slots in use are left alone (a pool that must outlive
+  // every user is never destroyed: see immortal()).
+  ~SlabPool();
   SlabPool(const SlabPool&) = delete;
   SlabPool& operator=(const SlabPool&) = delete;
 
@@ -33,6 +35,15 @@ class SlabPool {
 
   // Heap bytes held by the pool's chunks, in use or spare.
   size_t chunkBytes() const;
+
+  // A pool for the whole process, never destroyed (objects from it may be freed at any time,
+  // even during exit), and made without operator new (so charged to no account).
+  template <size_t kSlotSize>
+  static SlabPool& immortal() {
+    alignas(SlabPool) static unsigned char storage[sizeof(SlabPool)];
+    static SlabPool* pool = new (storage) SlabPool(kSlotSize);
+    return *pool;
+  }
 
  private:
   struct Chunk;
