@@ -21,7 +21,8 @@ constexpr size_t kDormantHeapSlack = 1024;
 
 // Registry records live as long as their connections: out of the general heap (see SlabPool).
 event::SlabPool& recordPool() {
-  return event::SlabPool::immortal<sizeof(ManagedConnection) + event::kPooledHeaderSize>();
+  return event::SlabPool::immortal<ManagedConnection,
+                                   sizeof(ManagedConnection) + event::kPooledHeaderSize>();
 }
 
 std::chrono::system_clock::time_point wallClockOf(event::MonotonicTime at,
@@ -56,22 +57,26 @@ ManagedConnection::ManagedConnection(ConnectionManager& manager, uint64_t id,
       id_(id),
       listener_(listener),
       created_(manager.dispatcher().now()),
-      last_activity_(created_),
-      peer_(connection->peerAddress()) {
-  session_ = std::make_unique<http::ServerSession>(
-      manager.httpContext(), listener.config, manager.policies().policy(listener.index, nullptr),
-      std::move(connection), static_cast<http::SessionObserver&>(*this));
+      last_activity_(created_) {
+  session_ = new http::ServerSession(manager.httpContext(), listener.config,
+                                     manager.policies().policy(listener.index, nullptr),
+                                     std::move(connection), static_cast<http::SessionObserver&>(*this));
 }
 
 ManagedConnection::~ManagedConnection() {
-  if (dormant_fd_ >= 0) ::close(dormant_fd_);  // closing it also takes it out of the poll
+  if (dormant()) {
+    ::close(dormant_fd_);  // which also takes it out of the poll
+    delete dormant_transport_;
+  } else {
+    delete session_;
+  }
 }
 
 void* ManagedConnection::operator new(size_t size) {
   return event::allocatePooled(recordPool(), size);
 }
 
-void ManagedConnection::operator delete(void* ptr) { event::deallocatePooled(recordPool(), ptr); }
+void ManagedConnection::operator delete(void* ptr) { event::deallocatePooled(ptr); }
 
 http::ServerSession& ManagedConnection::session() {
   if (dormant()) wake();
@@ -84,16 +89,17 @@ ConnectionSnapshot ManagedConnection::snapshot() const {
   out.id = id_;
   out.worker = manager_.workerIndex();
   out.listener = listener_.config.name;
-  out.peer = peer_.toString();
   out.state = state();
   out.bytes_in = bytes_in_before_;
   out.bytes_out = bytes_out_before_;
   if (dormant()) {
+    out.peer = network::Address::peerOf(dormant_fd_).toString();
     out.local = network::Address::localOf(dormant_fd_).toString();
     out.tls = dormant_transport_ != nullptr;
     if (out.tls) out.tls_info = dormant_transport_->tlsInfo();
   } else {
     network::Connection& connection = session_->connection();
+    out.peer = connection.peerAddress().toString();
     out.local = connection.localAddress().toString();
     out.tls = connection.transport().isTls();
     if (out.tls) out.tls_info = connection.transport().tlsInfo();
@@ -128,7 +134,9 @@ bool ManagedConnection::matches(const ConnectionSelector& selector,
     return false;
   }
   if (selector.age_at_least && since(created_, now) < *selector.age_at_least) return false;
-  if (selector.peer && !selector.peer->contains(peer_)) {
+  if (selector.peer &&
+      !selector.peer->contains(dormant() ? network::Address::peerOf(dormant_fd_)
+                                         : session_->connection().peerAddress())) {
     return false;
   }
   return true;
@@ -176,16 +184,16 @@ void ManagedConnection::sleep() {
   if (!manager_.dormant_poll_.add(connection.fd(), id_)) return;
   const uint64_t bytes_in = connection.bytesRead();
   const uint64_t bytes_out = connection.bytesWritten();
-  const http::ServerSession::History history = session_->history();
+  const uint64_t requests_started = session_->history().requests_started;
   network::Connection::DetachedSocket socket = session_->detachSocket();
   CW_ASSERT(socket.fd >= 0);
   bytes_in_before_ += bytes_in;
   bytes_out_before_ += bytes_out;
-  history_ = history;
-  dormant_fd_ = socket.fd;
-  if (socket.transport->isTls()) dormant_transport_ = std::move(socket.transport);
+  requests_started_ = static_cast<uint32_t>(std::min<uint64_t>(requests_started, UINT32_MAX));
   // We are inside the session's own timer callback: it is freed after it returns.
-  manager_.dispatcher().deferredDelete(std::move(session_));
+  manager_.dispatcher().deferredDelete(std::unique_ptr<http::ServerSession>(session_));
+  dormant_transport_ = socket.transport->isTls() ? socket.transport.release() : nullptr;
+  dormant_fd_ = socket.fd;
   manager_.scheduleDormant(*this);
 }
 
@@ -194,16 +202,17 @@ void ManagedConnection::wake() {
   manager_.dormant_poll_.remove(dormant_fd_);
   ++manager_.wakeups_;
   event::MemoryAccount::Scope scope(account_.get());
-  network::TransportSocketPtr transport =
-      dormant_transport_ != nullptr ? std::move(dormant_transport_)
-                                    : std::make_unique<network::RawTransportSocket>();
+  network::TransportSocketPtr transport(dormant_transport_);
+  dormant_transport_ = nullptr;
+  if (transport == nullptr) transport = std::make_unique<network::RawTransportSocket>();
   auto connection = std::make_unique<network::Connection>(
-      manager_.dispatcher(), std::exchange(dormant_fd_, -1), std::move(transport), peer_,
+      manager_.dispatcher(), std::exchange(dormant_fd_, -1), std::move(transport),
       network::Connection::Resumed{});
   connection->setMemoryAccount(account_.get());
-  session_ = std::make_unique<http::ServerSession>(
+  const http::ServerSession::History history{created_, requests_started_};
+  session_ = new http::ServerSession(
       manager_.httpContext(), listener_.config, manager_.policies().policy(listener_.index, route_),
-      std::move(connection), static_cast<http::SessionObserver&>(*this), &history_);
+      std::move(connection), static_cast<http::SessionObserver&>(*this), &history);
   manager_.publish(LifecycleEvent::Kind::kStateChanged, *this);
 }
 
@@ -217,12 +226,12 @@ std::pair<event::MonotonicTime, network::CloseReason> ManagedConnection::dormant
                       network::CloseReason why) {
     if (timeout.count() > 0 && since + timeout < earliest.first) earliest = {since + timeout, why};
   };
-  if (history_.requests_started == 0) {
-    consider(policy.request_header_timeout, history_.opened_at,
-             network::CloseReason::kHeaderTimeout);
+  // Hibernating is not activity, so the last activity is when it last became idle.
+  if (requests_started_ == 0) {
+    consider(policy.request_header_timeout, created_, network::CloseReason::kHeaderTimeout);
   }
-  consider(policy.idle_timeout, history_.idle_since, network::CloseReason::kIdleTimeout);
-  consider(policy.max_connection_age, history_.opened_at, network::CloseReason::kMaxAge);
+  consider(policy.idle_timeout, last_activity_, network::CloseReason::kIdleTimeout);
+  consider(policy.max_connection_age, created_, network::CloseReason::kMaxAge);
   return earliest;
 }
 
@@ -236,7 +245,8 @@ void ManagedConnection::closeDormant(network::CloseReason reason, bool abort) {
   // Reported (with its addresses) before the socket goes; this object is freed later.
   manager_.onClosed(*this, reason);
   ::close(std::exchange(dormant_fd_, -1));
-  dormant_transport_.reset();
+  delete dormant_transport_;
+  dormant_transport_ = nullptr;
 }
 
 // --- ConnectionManager --------------------------------------------------------------------------
@@ -302,18 +312,16 @@ void ConnectionManager::onHibernated() {
 }
 
 void ConnectionManager::scheduleDormant(ManagedConnection& connection) {
-  const auto [at, reason] = connection.dormantDeadline();
-  connection.dormant_deadline_ = at;
-  connection.dormant_reason_ = reason;
+  const event::MonotonicTime at = connection.dormantDeadline().first;
   if (at == event::MonotonicTime::max()) return;
   event::MemoryAccount::Scope nobody(nullptr);  // the heap is the worker's, not a connection's
   if (dormant_heap_.size() >= 2 * dormant_poll_.size() + kDormantHeapSlack) {
     // Mostly stale: rebuild from the connections that are dormant now (this one included).
     dormant_heap_.clear();
     for (const auto& [id, managed] : connections_) {
-      if (managed->dormant() && managed->dormant_deadline_ != event::MonotonicTime::max()) {
-        dormant_heap_.push_back({managed->dormant_deadline_, id});
-      }
+      if (!managed->dormant()) continue;
+      const event::MonotonicTime deadline = managed->dormantDeadline().first;
+      if (deadline != event::MonotonicTime::max()) dormant_heap_.push_back({deadline, id});
     }
     std::make_heap(dormant_heap_.begin(), dormant_heap_.end(), std::greater<>());
     armDormantTimer();
@@ -342,17 +350,16 @@ void ConnectionManager::onDormantTimer() {
     const DormantEntry entry = dormant_heap_.back();
     dormant_heap_.pop_back();
     ManagedConnection* connection = find(entry.id);
-    if (connection == nullptr || !connection->dormant() ||
-        connection->dormant_deadline_ != entry.at) {
-      continue;  // stale
-    }
-    if (connection->dormant_reason_ == network::CloseReason::kMaxAge) {
+    if (connection == nullptr || !connection->dormant()) continue;  // stale
+    const auto [at, reason] = connection->dormantDeadline();
+    if (at != entry.at) continue;  // stale: rescheduled since
+    if (reason == network::CloseReason::kMaxAge) {
       // As an awake one would: drained, which for an idle connection is a graceful close now.
       http::ServerSession& session = connection->session();
       event::MemoryAccount::Scope scope(session.connection().memoryAccount());
       session.drain(network::CloseReason::kMaxAge, session.policy().drain_timeout);
     } else {
-      connection->closeDormant(connection->dormant_reason_, /*abort=*/false);
+      connection->closeDormant(reason, /*abort=*/false);
     }
   }
   armDormantTimer();

@@ -118,11 +118,11 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   static void operator delete(void* ptr);
 
   uint64_t id() const { return id_; }
-  bool dormant() const { return session_ == nullptr; }
+  bool dormant() const { return dormant_fd_ >= 0; }
   // The session, made again first if the connection is dormant (it resumes idle).
   http::ServerSession& session();
   http::SessionState state() const {
-    return dormant() ? http::SessionState::kHibernating : session_->state();
+    return session_ == nullptr || dormant() ? http::SessionState::kHibernating : session_->state();
   }
   const http::Route* route() const { return route_; }
   event::MonotonicTime createdAt() const { return created_; }
@@ -160,19 +160,23 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   ConnectionManager& manager_;
   const uint64_t id_;
   network::ListenerShared& listener_;
-  std::unique_ptr<http::ServerSession> session_;   // null while dormant
-  network::TransportSocketPtr dormant_transport_;  // while dormant, if TLS (a raw one is remade)
+  // One pointer for what it holds besides this record, both owned: awake, its session; dormant
+  // (dormant_fd_ >= 0), its TLS transport, or null for a raw one (made anew on waking). Null
+  // once a dormant connection is closed.
+  union {
+    http::ServerSession* session_ = nullptr;
+    network::TransportSocket* dormant_transport_;
+  };
   const http::Route* route_ = nullptr;
   event::MonotonicTime created_;
   event::MonotonicTime last_activity_;
-  http::ServerSession::History history_;       // kept while dormant
-  event::MonotonicTime dormant_deadline_;      // its entry in the manager's heap
-  network::Address peer_;
   uint64_t requests_served_ = 0;
   uint64_t bytes_in_before_ = 0;  // through earlier sessions (before a sleep)
   uint64_t bytes_out_before_ = 0;
+  // Kept small on purpose (it is most of what a dormant connection costs): the addresses of a
+  // dormant one are asked of the kernel, its deadline is recomputed from the policy.
+  uint32_t requests_started_ = 0;  // while dormant (max_requests_per_connection goes on)
   int dormant_fd_ = -1;
-  network::CloseReason dormant_reason_ = network::CloseReason::kNone;
 };
 
 class ConnectionManager {

@@ -88,10 +88,15 @@ namespace {
 // event_active()), and event_del() drops a queued activation. So a kind that is both activated
 // and changed is taken out of the queue, changed, and activated again.
 //
+struct DescriptorSlot;  // libevent's per-descriptor bookkeeping
+
 // Whatever libevent allocates in here (a slot of its fd map the first time an fd number is
-// used, lasting as long as the loop) belongs to the loop, not to the connection at hand.
+// used, lasting as long as the loop) belongs to the loop, not to the connection at hand; and
+// it comes from a pool of its own (see MemoryAccount::PoolScope). 48 bytes hold the slot of
+// the epoll backend (about 20) and its header; a larger one comes from the heap.
 void changeInterest(::event* ev, short kind, bool enable, bool activated) {
   MemoryAccount::Scope loop_memory(nullptr);
+  MemoryAccount::PoolScope descriptor_slots(&SlabPool::immortal<DescriptorSlot, 48>());
   if (enable) {
     if (activated) event_del(ev);
     event_add(ev, nullptr);

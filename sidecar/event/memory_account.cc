@@ -5,6 +5,7 @@
 #include <openssl/crypto.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <new>
 
 #include "sidecar/event/dispatcher.h"
@@ -15,6 +16,7 @@ namespace {
 
 thread_local MemoryAccount* t_account = nullptr;
 thread_local MemoryCategory t_category = MemoryCategory::kOther;
+thread_local SlabPool* t_pool = nullptr;
 bool g_hooks_installed = false;
 std::atomic<int64_t> g_live_accounts{0};
 
@@ -25,7 +27,9 @@ struct alignas(16) BlockHeader {
 };
 static_assert(sizeof(BlockHeader) == 16);
 constexpr int kCategoryShift = 56;
-constexpr uint64_t kChargeMask = (uint64_t{1} << kCategoryShift) - 1;
+// Set in `charge` when the block is a slot of a SlabPool rather than a malloc block.
+constexpr uint64_t kPooledBit = uint64_t{1} << 55;
+constexpr uint64_t kChargeMask = kPooledBit - 1;
 
 // What the block really costs the heap: its usable size plus glibc's size field. (ASan's
 // allocator keeps its redzones elsewhere and counts the bytes asked for: so do we, under it.)
@@ -52,8 +56,18 @@ void releaseBlock(const BlockHeader* header) {
                            static_cast<int64_t>(header->charge & kChargeMask));
 }
 
+void* allocateFromPool(SlabPool& pool, MemoryCategory category) {
+  auto* header = static_cast<BlockHeader*>(pool.allocate());
+  chargeBlock(header, t_account, category, pool.slotSize());
+  header->charge |= kPooledBit;
+  return header + 1;
+}
+
 void* allocate(size_t size, MemoryCategory category) {
   if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
+  if (t_pool != nullptr && size + sizeof(BlockHeader) <= t_pool->slotSize()) {
+    return allocateFromPool(*t_pool, category);
+  }
   auto* header = static_cast<BlockHeader*>(std::malloc(size + sizeof(BlockHeader)));
   if (header == nullptr) return nullptr;
   chargeBlock(header, t_account, category, blockCost(header));
@@ -64,7 +78,11 @@ void deallocate(void* ptr) {
   if (ptr == nullptr) return;
   BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
   releaseBlock(header);
-  std::free(header);
+  if (header->charge & kPooledBit) {
+    SlabPool::ownerOf(header).deallocate(header);
+  } else {
+    std::free(header);
+  }
 }
 
 // Who pays for a block that grows.
@@ -86,6 +104,20 @@ void* reallocate(void* ptr, size_t size, MemoryCategory category, Growth growth)
   if (size > SIZE_MAX - sizeof(BlockHeader)) return nullptr;
   BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
   const BlockHeader before = *header;
+  if (before.charge & kPooledBit) {
+    // A slot cannot grow: move to a block of the heap, kept by the same account.
+    const size_t room = SlabPool::ownerOf(header).slotSize() - sizeof(BlockHeader);
+    void* moved;
+    {
+      MemoryAccount::Scope owner(before.account != nullptr ? before.account : t_account);
+      MemoryAccount::PoolScope heap(nullptr);
+      moved = allocate(size, static_cast<MemoryCategory>(before.charge >> kCategoryShift));
+    }
+    if (moved == nullptr) return nullptr;
+    std::memcpy(moved, ptr, size < room ? size : room);
+    deallocate(ptr);
+    return moved;
+  }
   auto* grown = static_cast<BlockHeader*>(std::realloc(header, size + sizeof(BlockHeader)));
   if (grown == nullptr) return nullptr;  // the old block is untouched and still charged
   // Charge the new size before releasing the old one: the old charge may be all that keeps a
@@ -138,7 +170,7 @@ std::string_view memoryCategoryName(MemoryCategory category) {
 
 namespace {
 // Accounts live as long as their connections: out of the general heap (see SlabPool).
-SlabPool& accountPool() { return SlabPool::immortal<sizeof(MemoryAccount)>(); }
+SlabPool& accountPool() { return SlabPool::immortal<MemoryAccount, sizeof(MemoryAccount)>(); }
 }  // namespace
 
 MemoryAccount* MemoryAccount::create() {
@@ -195,19 +227,15 @@ MemoryAccount::CategoryScope::~CategoryScope() { t_category = previous_; }
 
 MemoryAccount* MemoryAccount::current() { return t_account; }
 
+MemoryAccount::PoolScope::PoolScope(SlabPool* pool) : previous_(t_pool) { t_pool = pool; }
+MemoryAccount::PoolScope::~PoolScope() { t_pool = previous_; }
+
 void* allocatePooled(SlabPool& pool, size_t size) {
   CW_ASSERT(size + sizeof(BlockHeader) <= pool.slotSize());
-  auto* header = static_cast<BlockHeader*>(pool.allocate());
-  chargeBlock(header, t_account, t_category, pool.slotSize());
-  return header + 1;
+  return allocateFromPool(pool, t_category);
 }
 
-void deallocatePooled(SlabPool& pool, void* ptr) {
-  if (ptr == nullptr) return;
-  BlockHeader* header = static_cast<BlockHeader*>(ptr) - 1;
-  releaseBlock(header);
-  pool.deallocate(header);
-}
+void deallocatePooled(void* ptr) { deallocate(ptr); }
 bool MemoryAccount::hooksInstalled() { return g_hooks_installed; }
 
 }  // namespace connwarden::event

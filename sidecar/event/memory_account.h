@@ -72,6 +72,22 @@ class MemoryAccount {
     MemoryCategory previous_;
   };
 
+  // Makes blocks that fit in `pool`'s slots, allocated on this thread until the scope ends,
+  // come from `pool` instead of the general heap (null: from the heap). For structures that
+  // last as long as a socket number is in use (libevent's per-descriptor slot): scattered among
+  // a connection's short-lived blocks they would keep its pages from emptying when it
+  // hibernates.
+  class PoolScope {
+   public:
+    explicit PoolScope(SlabPool* pool);
+    ~PoolScope();
+    PoolScope(const PoolScope&) = delete;
+    PoolScope& operator=(const PoolScope&) = delete;
+
+   private:
+    SlabPool* previous_;
+  };
+
   static MemoryAccount* current();
   // Accounts not yet deleted, in the whole process (tests, and the metrics' leak check).
   static int64_t liveAccounts();
@@ -97,6 +113,7 @@ class MemoryAccount {
 // kPooledHeaderSize. Throws std::bad_alloc.
 constexpr size_t kPooledHeaderSize = 16;
 void* allocatePooled(SlabPool& pool, size_t size);
-void deallocatePooled(SlabPool& pool, void* ptr);
+// Frees a block from allocatePooled() (or any other of the hooks), releasing its charge.
+void deallocatePooled(void* ptr);
 
 }  // namespace connwarden::event

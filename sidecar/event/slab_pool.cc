@@ -1,5 +1,7 @@
 #include "sidecar/event/slab_pool.h"
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <new>
 
@@ -20,6 +22,23 @@ struct alignas(16) SlabPool::Chunk {
 
 namespace {
 constexpr size_t roundUp16(size_t n) { return (n + 15) & ~size_t{15}; }
+
+// Chunks are mapped from the kernel, aligned to their size, rather than taken from malloc:
+// memalign would leave a free hole beside every chunk, and the general heap is exactly what
+// these objects must stay out of. An empty chunk goes straight back with munmap.
+void* mapChunk() {
+  const size_t span = 2 * SlabPool::kChunkSize;
+  void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  const uintptr_t aligned = (start + SlabPool::kChunkSize - 1) & ~(SlabPool::kChunkSize - 1);
+  if (aligned > start) ::munmap(raw, aligned - start);
+  const uintptr_t end = aligned + SlabPool::kChunkSize;
+  if (start + span > end) ::munmap(reinterpret_cast<void*>(end), start + span - end);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void unmapChunk(void* chunk) { ::munmap(chunk, SlabPool::kChunkSize); }
 }  // namespace
 
 SlabPool::SlabPool(size_t slot_size)
@@ -31,13 +50,15 @@ SlabPool::SlabPool(size_t slot_size)
 SlabPool::~SlabPool() {
   if (spare_ != nullptr) {
     spare_->~Chunk();
-    std::free(spare_);
+    unmapChunk(spare_);
   }
 }
 
 SlabPool::Chunk* SlabPool::chunkOf(void* slot) {
   return reinterpret_cast<Chunk*>(reinterpret_cast<uintptr_t>(slot) & ~(kChunkSize - 1));
 }
+
+SlabPool& SlabPool::ownerOf(void* slot) { return *chunkOf(slot)->pool; }
 
 void SlabPool::unlink(Chunk* chunk) {
   if (chunk->prev != nullptr) chunk->prev->next = chunk->next;
@@ -60,9 +81,8 @@ void* SlabPool::allocate() {
     chunk = spare_;
     spare_ = nullptr;
     if (chunk == nullptr) {
-      // Straight from malloc, not operator new: the chunk is nobody's; its slots are charged
-      // one by one by whoever uses them.
-      void* block = std::aligned_alloc(kChunkSize, kChunkSize);
+      // The chunk is nobody's; its slots are charged one by one by whoever uses them.
+      void* block = mapChunk();
       if (block == nullptr) throw std::bad_alloc();
       chunk = new (block) Chunk{this, nullptr, nullptr, nullptr, 0, 0};
       ++chunks_;
@@ -101,7 +121,7 @@ void SlabPool::deallocate(void* slot) {
   }
   --chunks_;
   chunk->~Chunk();
-  std::free(chunk);
+  unmapChunk(chunk);
 }
 
 size_t SlabPool::chunkBytes() const {

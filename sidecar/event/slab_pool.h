@@ -1,8 +1,9 @@
-// Fixed-size slots carved from 16 KiB chunks, for the few small objects that live as long as a
+// Fixed-size slots carved from 64 KiB chunks, for the few small objects that live as long as a
 // connection however idle it is (its memory account, its registry record). Kept apart from the
 // general heap so that when hibernation frees everything else of a connection, whole pages become
 // free and malloc_trim() can give them back: one long-lived 200-byte block in every page of the
-// general heap would pin all of it.
+// general heap would pin all of it. Chunks are mapped from the kernel (see slab_pool.cc), so
+// they are not part of the heap that mallinfo2() reports.
 //
 // Thread-safe (an account may be freed on any thread). A chunk goes back to the heap when its
 // last slot does, except one spare per pool so that a connection opening and closing does not
@@ -18,7 +19,7 @@ namespace connwarden::event {
 
 class SlabPool {
  public:
-  static constexpr size_t kChunkSize = 16 * 1024;
+  static constexpr size_t kChunkSize = 64 * 1024;
 
   explicit SlabPool(size_t slot_size);
   // Frees the spare chunk; chunks with slots in use are left alone (a pool that must outlive
@@ -31,14 +32,17 @@ class SlabPool {
   void* allocate();
   // `slot` came from allocate() of this pool.
   void deallocate(void* slot);
+  // The pool that `slot` came from (any slot of any pool).
+  static SlabPool& ownerOf(void* slot);
   size_t slotSize() const { return slot_size_; }
 
   // Heap bytes held by the pool's chunks, in use or spare.
   size_t chunkBytes() const;
 
   // A pool for the whole process, never destroyed (objects from it may be freed at any time,
-  // even during exit), and made without operator new (so charged to no account).
-  template <size_t kSlotSize>
+  // even during exit), and made without operator new (so charged to no account). One per
+  // `Tag`: what lives in it.
+  template <typename Tag, size_t kSlotSize>
   static SlabPool& immortal() {
     alignas(SlabPool) static unsigned char storage[sizeof(SlabPool)];
     static SlabPool* pool = new (storage) SlabPool(kSlotSize);

@@ -67,7 +67,6 @@ class ServerSession : public event::DeferredDeletable,
   // What a session resuming a hibernated connection carries over from the one that slept.
   struct History {
     event::MonotonicTime opened_at;
-    event::MonotonicTime idle_since;  // when it last became idle (not used to resume)
     uint64_t requests_started = 0;
   };
 
@@ -95,7 +94,7 @@ class ServerSession : public event::DeferredDeletable,
   void drain(network::CloseReason reason, std::chrono::milliseconds deadline);
   bool draining() const { return drain_reason_ != network::CloseReason::kNone; }
 
-  History history() const { return {opened_at_, state_since_, requests_started_}; }
+  History history() const { return {opened_at_, requests_started_}; }
   // Only while hibernating (from SessionObserver::onHibernated): gives up the socket, quiet,
   // and becomes inert; the caller hands the session to deferred deletion. An empty socket (fd
   // -1) when the connection is not quiet after all; the session then goes on as it was.

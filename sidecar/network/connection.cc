@@ -22,10 +22,8 @@ Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr
     : Connection(dispatcher, fd, std::move(transport), Start::kAccepted) {}
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
-                       const Address& peer, Resumed)
-    : Connection(dispatcher, fd, std::move(transport), Start::kResumed) {
-  peer_ = peer;
-}
+                       Resumed)
+    : Connection(dispatcher, fd, std::move(transport), Start::kResumed) {}
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
                        Start start)
@@ -36,7 +34,8 @@ Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr
       state_(start == Start::kConnecting ? State::kConnecting : State::kOpen) {
   CW_ASSERT(dispatcher_.isThreadSafe());
   if (start == Start::kResumed) {
-    // The socket's options were set when it was accepted; the peer is known to the caller.
+    // The socket's options were set when it was accepted.
+    peer_ = Address::peerOf(fd_);
     local_ = Address::localOf(fd_);
     transport_->setCallbacks(*this);
     transport_connected_ = true;

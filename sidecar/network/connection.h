@@ -58,8 +58,7 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // A socket handed over by detachSocket() of an earlier Connection (a hibernated connection
   // waking up): open, its transport connected already. Takes ownership of `fd`.
   struct Resumed {};
-  Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport,
-             const Address& peer, Resumed);
+  Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, Resumed);
   // Starts a non-blocking connect to `address`. Failure to even start (e.g. EMFILE) is reported
   // like a failed connect: onEvent(kRemoteClose) on the next loop iteration.
   static std::unique_ptr<Connection> connectTo(event::Dispatcher& dispatcher,
