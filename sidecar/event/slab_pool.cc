@@ -26,6 +26,8 @@ constexpr size_t roundUp16(size_t n) { return (n + 15) & ~size_t{15}; }
 // Chunks are mapped from the kernel, aligned to their size, rather than taken from malloc:
 // memalign would leave a free hole beside every chunk, and the general heap is exactly what
 // these objects must stay out of. An empty chunk goes straight back with munmap.
+std::atomic<size_t> g_chunk_bytes{0};
+
 void* mapChunk() {
   const size_t span = 2 * SlabPool::kChunkSize;
   void* raw = ::mmap(nullptr, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -35,10 +37,14 @@ void* mapChunk() {
   if (aligned > start) ::munmap(raw, aligned - start);
   const uintptr_t end = aligned + SlabPool::kChunkSize;
   if (start + span > end) ::munmap(reinterpret_cast<void*>(end), start + span - end);
+  g_chunk_bytes.fetch_add(SlabPool::kChunkSize, std::memory_order_relaxed);
   return reinterpret_cast<void*>(aligned);
 }
 
-void unmapChunk(void* chunk) { ::munmap(chunk, SlabPool::kChunkSize); }
+void unmapChunk(void* chunk) {
+  ::munmap(chunk, SlabPool::kChunkSize);
+  g_chunk_bytes.fetch_sub(SlabPool::kChunkSize, std::memory_order_relaxed);
+}
 }  // namespace
 
 SlabPool::SlabPool(size_t slot_size)
@@ -123,6 +129,8 @@ void SlabPool::deallocate(void* slot) {
   chunk->~Chunk();
   unmapChunk(chunk);
 }
+
+size_t SlabPool::allChunkBytes() { return g_chunk_bytes.load(std::memory_order_relaxed); }
 
 size_t SlabPool::chunkBytes() const {
   std::lock_guard<std::mutex> lock(mutex_);

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -36,8 +37,10 @@ class SlabPool {
   static SlabPool& ownerOf(void* slot);
   size_t slotSize() const { return slot_size_; }
 
-  // Heap bytes held by the pool's chunks, in use or spare.
+  // Bytes held by the pool's chunks, in use or spare.
   size_t chunkBytes() const;
+  // The same over every pool of the process: with mallinfo2(), the allocator's whole view.
+  static size_t allChunkBytes();
 
   // A pool for the whole process, never destroyed (objects from it may be freed at any time,
   // even during exit), and made without operator new (so charged to no account). One per

@@ -130,7 +130,7 @@ class TestClient {
 std::string getRequest(const std::string& path, const std::string& extra_headers = "");
 
 // Bytes allocated on the heap right now (glibc mallinfo2, all arenas; ASan's own count in a
-// sanitizer build).
+// sanitizer build), plus our slab pools' chunks.
 size_t heapInUse();
 // False in a sanitizer build: its allocator holds freed memory in quarantine, so the process's
 // RSS does not follow frees.
