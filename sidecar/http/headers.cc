@@ -36,8 +36,7 @@ bool isFixedHopByHop(std::string_view name, bool keep_upgrade) {
 
 }  // namespace
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
+bool equalsIgnoreCaseSameLength(std::string_view a, std::string_view b) {
   for (size_t i = 0; i < a.size(); ++i) {
     if (toLowerAscii(a[i]) != toLowerAscii(b[i])) return false;
   }

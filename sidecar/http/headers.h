@@ -11,7 +11,12 @@
 
 namespace connwarden::http {
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+// a and b of the same length.
+bool equalsIgnoreCaseSameLength(std::string_view a, std::string_view b);
+// Inline: header names are compared many times per request, and most differ in length.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && equalsIgnoreCaseSameLength(a, b);
+}
 
 class HeaderMap {
  public:

@@ -214,7 +214,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   }
   // What the exchange made (buffers, a write timer) was charged to the client connection; an
   // idle connection holds none of it, so nothing stays on that client's account.
-  client->releaseBuffers();
+  client->releaseBuffers(/*and_write_event=*/false);
   client->idle_ = true;
   {
     event::MemoryAccount::Scope pool_memory(account_);  // the list node is the pool's

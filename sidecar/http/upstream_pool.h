@@ -68,9 +68,10 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   bool connected() const { return connected_; }
   network::Connection& connection() { return *connection_; }
   // Frees the empty buffers (and an unarmed write timer): an idle tunnel or a pooled connection
-  // holds none. They are made again on next use.
-  void releaseBuffers() {
-    connection_->releaseBuffers();
+  // holds none. They are made again on next use. A pooled one keeps its write event (the pool's
+  // since it connected): making it again per request cost an allocation each time.
+  void releaseBuffers(bool and_write_event = true) {
+    connection_->releaseBuffers(and_write_event);
     scratch_.release();
   }
 

@@ -229,11 +229,11 @@ void Connection::setWriteTimeout(std::chrono::milliseconds timeout) {
   }
 }
 
-void Connection::releaseBuffers() {
+void Connection::releaseBuffers(bool and_write_event) {
   read_buffer_.release();
   write_buffer_.release();
   transport_->releaseBuffers();
-  file_event_.releaseIdle();
+  if (and_write_event) file_event_.releaseIdle();
   if (write_timer_ != nullptr && !write_timer_->enabled()) write_timer_.reset();
   if (close_timer_ != nullptr && state_ == State::kOpen) close_timer_.reset();
 }

@@ -85,9 +85,11 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // While output is pending, the peer must take some of it at least this often, or the
   // connection is aborted with kWriteTimeout. 0 = no limit.
   void setWriteTimeout(std::chrono::milliseconds timeout);
-  // Frees the read and write buffers (when empty) and the transport's buffers, for an idle
-  // connection; they are made again on the next bytes either way.
-  void releaseBuffers();
+  // Frees the read and write buffers (when empty), the transport's buffers and unarmed spare
+  // timers, for an idle connection; they are made again on the next bytes either way. With
+  // `and_write_event`, the write event too (a hibernating connection; a pooled upstream
+  // connection keeps it, made under the pool's account when it connected, for its next request).
+  void releaseBuffers(bool and_write_event = true);
   // Open, with nothing buffered on either side (nor inside the transport) and no read paused:
   // nothing would be lost if the socket changed hands now.
   bool quiet() const;
