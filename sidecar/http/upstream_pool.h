@@ -67,11 +67,11 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   bool reused() const { return requests_ > 1; }
   bool connected() const { return connected_; }
   network::Connection& connection() { return *connection_; }
-  // Frees the empty buffers (and an unarmed write timer): an idle tunnel or a pooled connection
-  // holds none. They are made again on next use. A pooled one keeps its write event (the pool's
-  // since it connected): making it again per request cost an allocation each time.
-  void releaseBuffers(bool and_write_event = true) {
-    connection_->releaseBuffers(and_write_event);
+  // Frees the empty buffers (and an unarmed write timer), for an idle tunnel. They are made
+  // again on next use. (A pooled connection keeps its buffers' queues, the pool's: see
+  // UpstreamPool::release.)
+  void releaseBuffers() {
+    connection_->releaseBuffers();
     scratch_.release();
   }
 

@@ -48,6 +48,8 @@ class Buffer {
 
   // Frees the underlying queue if the buffer is empty; it is made again on next use.
   void release();
+  // Makes the underlying queue now, charged to the current account (else: on first use).
+  void prepare() { get(); }
   bool allocated() const { return buf_ != nullptr; }
 
  private:

@@ -229,11 +229,20 @@ void Connection::setWriteTimeout(std::chrono::milliseconds timeout) {
   }
 }
 
-void Connection::releaseBuffers(bool and_write_event) {
+void Connection::releaseBuffers() {
   read_buffer_.release();
   write_buffer_.release();
   transport_->releaseBuffers();
-  if (and_write_event) file_event_.releaseIdle();
+  file_event_.releaseIdle();
+  releaseSpareTimers();
+}
+
+void Connection::prepareBuffers() {
+  read_buffer_.prepare();
+  write_buffer_.prepare();
+}
+
+void Connection::releaseSpareTimers() {
   if (write_timer_ != nullptr && !write_timer_->enabled()) write_timer_.reset();
   if (close_timer_ != nullptr && state_ == State::kOpen) close_timer_.reset();
 }

@@ -85,11 +85,17 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // While output is pending, the peer must take some of it at least this often, or the
   // connection is aborted with kWriteTimeout. 0 = no limit.
   void setWriteTimeout(std::chrono::milliseconds timeout);
-  // Frees the read and write buffers (when empty), the transport's buffers and unarmed spare
-  // timers, for an idle connection; they are made again on the next bytes either way. With
-  // `and_write_event`, the write event too (a hibernating connection; a pooled upstream
-  // connection keeps it, made under the pool's account when it connected, for its next request).
-  void releaseBuffers(bool and_write_event = true);
+  // Frees the read and write buffers (when empty), the transport's buffers, the write event
+  // and unarmed spare timers, for an idle connection; they are made again on the next bytes
+  // either way.
+  void releaseBuffers();
+  // Makes the read and write buffers' queues now, charged to the current account: for a
+  // connection that keeps them for life (a pooled upstream connection, whose queues are the
+  // pool's; otherwise each request would make and free them).
+  void prepareBuffers();
+  // Frees the write and closing timers when they are not armed (they were made, and charged,
+  // for whoever's exchange needed them).
+  void releaseSpareTimers();
   // Open, with nothing buffered on either side (nor inside the transport) and no read paused:
   // nothing would be lost if the socket changed hands now.
   bool quiet() const;
