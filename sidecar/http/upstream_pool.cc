@@ -176,7 +176,11 @@ UpstreamPool::UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& c
 
 UpstreamPool::~UpstreamPool() {
   // Streams release their connections before the pool goes; what is left is idle.
-  for (UpstreamClient* client : idle_) delete client;
+  while (idle_head_ != nullptr) {
+    UpstreamClient* client = idle_head_;
+    unlinkIdle(client);
+    delete client;
+  }
   account_->retire();
 }
 
@@ -185,10 +189,9 @@ UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks,
   CW_ASSERT(dispatcher_.isThreadSafe());
   ++active_;
   UpstreamClient* client;
-  if (!idle_.empty()) {
-    client = idle_.front();
-    idle_.pop_front();
-    client->idle_ = false;
+  if (idle_head_ != nullptr) {
+    client = idle_head_;
+    unlinkIdle(client);
     client->timer_->disable();
   } else {
     ++connects_started_;
@@ -212,7 +215,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   client->callbacks_ = nullptr;
   client->awaiting_response_ = false;
   if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||
-      idle_.size() >= config_.max_idle_connections || !client->connection_->readBuffer().empty() ||
+      idle_count_ >= config_.max_idle_connections || !client->connection_->readBuffer().empty() ||
       client->connection_->writeBufferLength() > 0 || !client->scratch_.empty()) {
     destroy(client);
     return;
@@ -221,22 +224,33 @@ void UpstreamPool::release(UpstreamClient* client) {
   // client connection, and are gone); a write timer made during the exchange was the client's
   // and goes, so that nothing stays on that client's account.
   client->connection_->releaseSpareTimers();
-  client->idle_ = true;
-  {
-    event::MemoryAccount::Scope pool_memory(account_);  // the list node is the pool's
-    idle_.push_front(client);
-  }
-  client->idle_position_ = idle_.begin();
+  pushIdle(client);
   if (config_.idle_timeout.count() > 0) {
     client->timer_->enable(config_.idle_timeout);
   }
 }
 
+void UpstreamPool::pushIdle(UpstreamClient* client) {
+  client->idle_ = true;
+  client->idle_prev_ = nullptr;
+  client->idle_next_ = idle_head_;
+  if (idle_head_ != nullptr) idle_head_->idle_prev_ = client;
+  idle_head_ = client;
+  ++idle_count_;
+}
+
+void UpstreamPool::unlinkIdle(UpstreamClient* client) {
+  CW_ASSERT(client->idle_);
+  if (client->idle_prev_ != nullptr) client->idle_prev_->idle_next_ = client->idle_next_;
+  if (client->idle_next_ != nullptr) client->idle_next_->idle_prev_ = client->idle_prev_;
+  if (idle_head_ == client) idle_head_ = client->idle_next_;
+  client->idle_prev_ = client->idle_next_ = nullptr;
+  client->idle_ = false;
+  --idle_count_;
+}
+
 void UpstreamPool::destroy(UpstreamClient* client) {
-  if (client->idle_) {
-    idle_.erase(client->idle_position_);
-    client->idle_ = false;
-  }
+  if (client->idle_) unlinkIdle(client);
   if (!client->closed_) {
     client->closed_ = true;
     client->connection_->close(network::Connection::CloseType::kNoFlush,

@@ -11,7 +11,6 @@
 #pragma once
 
 #include <cstdint>
-#include <list>
 #include <memory>
 #include <string_view>
 
@@ -92,7 +91,9 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   // One timer for the client's life: connect timeout while connecting, response timeout while
   // waiting for a response head, idle timeout while pooled. Re-arming it costs no allocation.
   std::unique_ptr<event::Timer> timer_;
-  std::list<UpstreamClient*>::iterator idle_position_;
+  // Links in the pool's idle list (intrusive: pooling a connection allocates nothing).
+  UpstreamClient* idle_prev_ = nullptr;
+  UpstreamClient* idle_next_ = nullptr;
   network::Buffer scratch_;
   uint64_t requests_ = 0;
   bool connected_ = false;
@@ -117,7 +118,7 @@ class UpstreamPool {
   void release(UpstreamClient* client);
 
   const ClusterConfig& config() const { return config_; }
-  size_t idleCount() const { return idle_.size(); }
+  size_t idleCount() const { return idle_count_; }
   size_t activeCount() const { return active_; }
   uint64_t connectFailures() const { return connect_failures_; }
   uint64_t connectsStarted() const { return connects_started_; }
@@ -127,11 +128,14 @@ class UpstreamPool {
  private:
   friend class UpstreamClient;
   void destroy(UpstreamClient* client);
+  void pushIdle(UpstreamClient* client);
+  void unlinkIdle(UpstreamClient* client);
 
   event::Dispatcher& dispatcher_;
   ClusterConfig config_;
   event::MemoryAccount* account_;
-  std::list<UpstreamClient*> idle_;  // most recently used first
+  UpstreamClient* idle_head_ = nullptr;  // most recently used first
+  size_t idle_count_ = 0;
   size_t active_ = 0;
   size_t next_address_ = 0;
   uint64_t connect_failures_ = 0;

@@ -2,6 +2,7 @@
 // real upstream and its access log: drain of each kind, kill mid-upload and mid-download, bulk
 // selectors, listing, route policies changed at runtime (and kept across a restart), and the
 // lifecycle event stream.
+#include <algorithm>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -371,7 +372,13 @@ TEST(ListTest, SortsAndPages) {
   // One holds 40 KB of a request head that has not ended yet.
   auto big = std::make_unique<TestClient>(server.port());
   ASSERT_TRUE(big->send("GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + std::string(40'000, 'b')));
-  ASSERT_TRUE(waitFor([&] { return server.connections().size() == 21; }));
+  // Counted once its 40 KB have all been read (not as soon as it is accepted).
+  ASSERT_TRUE(waitFor([&] {
+    auto all = server.connections();
+    return all.size() == 21 && std::any_of(all.begin(), all.end(), [](const auto& c) {
+             return c.bytes_in > 40'000u;
+           });
+  }));
 
   ConnectionControl::ListRequest request;
   request.sort_by = ConnectionControl::SortBy::kMemory;
