@@ -310,6 +310,8 @@ TEST(Http1ServerCodecTest, BadRequests) {
       {"bare LF after the request line", "GET / HTTP/1.1\nHost: a\r\n\r\n", 400},
       {"bare LF after a field", "GET / HTTP/1.1\r\nHost: a\n\r\n", 400},
       {"bare LF ending the head", "GET / HTTP/1.1\r\nHost: a\r\n\n", 400},
+      {"bare LF inside a field value", "GET / HTTP/1.1\r\nHost: a\r\nX: one\ntwo\r\n\r\n", 400},
+      {"NUL then bare LF in a value", std::string("GET / HTTP/1.1\r\nX: a") + '\0' + "\n\r\n", 400},
       {"LF-only request", "GET / HTTP/1.1\nHost: a\n\n", 400},
       {"CR without LF", "GET / HTTP/1.1\r\nHost: a\rX: y\r\n\r\n", 400},
       {"obs-fold", "GET / HTTP/1.1\r\nHost: a\r\nX-Long: one\r\n two\r\n\r\n", 400},
