@@ -98,6 +98,7 @@ bool ManagedConnection::matches(const ConnectionSelector& selector,
   if (selector.peer && !selector.peer->contains(session_->connection().peerAddress())) {
     return false;
   }
+  if (selector.memory_at_least && account_->total() < *selector.memory_at_least) return false;
   return true;
 }
 
