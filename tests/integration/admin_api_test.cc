@@ -186,11 +186,11 @@ TEST_F(AdminTest, ListsFiltersSortsAndPagesFiveThousandConnections) {
     clients.push_back(std::make_unique<TestClient>(server_->port()));
     ASSERT_TRUE(clients.back()->connected()) << "connection " << i;
   }
-  // Ten with a request in flight (the app answers after 3 s), hence ACTIVE, on route "default",
+  // Ten with a request in flight (the app answers after 60 s), hence ACTIVE, on route "default",
   // and holding more memory than the idle ones.
   for (size_t i = 0; i < kActive; ++i) {
     clients.push_back(std::make_unique<TestClient>(server_->port()));
-    ASSERT_TRUE(clients.back()->send(getRequest("/slow?ms=3000")));
+    ASSERT_TRUE(clients.back()->send(getRequest("/slow?ms=60000")));
   }
   ASSERT_TRUE(waitFor([&] { return server_->connectionCount() == kIdle + kActive; },
                       std::chrono::seconds(60)));
@@ -432,7 +432,7 @@ TEST_F(AdminTest, DrainAndKillByIdChangeTheSockets) {
 
   // Drain with a request in flight: the response completes with Connection: close, then EOF.
   auto busy = std::make_unique<TestClient>(server_->port());
-  ASSERT_TRUE(busy->send(getRequest("/slow?ms=400")));
+  ASSERT_TRUE(busy->send(getRequest("/slow?ms=1500")));
   const uint64_t busy_id = onlyIdIn(pb::CONNECTION_STATE_ACTIVE);
   drain_request.Clear();
   drain_request.add_ids(busy_id);
@@ -481,7 +481,7 @@ TEST_F(AdminTest, DrainAndKillBySelector) {
   std::vector<std::unique_ptr<TestClient>> idle;
   for (int i = 0; i < 4; ++i) idle.push_back(servedConnection());
   auto busy = std::make_unique<TestClient>(server_->port());
-  ASSERT_TRUE(busy->send(getRequest("/slow?ms=3000")));
+  ASSERT_TRUE(busy->send(getRequest("/slow?ms=10000")));
   ASSERT_TRUE(waitFor([&] {
     pb::ListConnectionsRequest request;
     request.mutable_selector()->set_state(pb::CONNECTION_STATE_ACTIVE);
