@@ -58,6 +58,14 @@ namespace pb = ::connwarden::admin::v1;
 namespace cfg = ::connwarden::config::v1;
 
 constexpr int kExitOk = 0;
+
+// One line of `watch`: time, event, ID, state, route, peer, close reason.
+std::string watchLine(const std::string& time, const std::string& event, const std::string& id,
+                      const std::string& state, const std::string& route,
+                      const std::string& peer, const std::string& reason) {
+  return absl::StrFormat("%-24s  %-13s  %6s  %-11s  %-8s  %-21s  %s", time, event, id, state,
+                         route, peer, reason);
+}
 constexpr int kExitPartial = 1;
 constexpr int kExitUsage = 2;
 
@@ -1041,7 +1049,9 @@ class Ctl {
     }
     if (!json()) {
       std::cout << (options_.multi ? "POD  " : "")
-                << "TIME  EVENT  ID  STATE  ROUTE  PEER  REASON\n";
+                << watchLine("TIME", "EVENT", "ID", "STATE", "ROUTE", "PEER",
+                                   "REASON")
+                << "\n";
       std::cout.flush();
     }
     auto cancel_all = [&] {
@@ -1063,17 +1073,19 @@ class Ctl {
           } else {
             const pb::Connection& c = event.connection();
             std::string kind = pb::ConnectionEvent::Kind_Name(event.kind()).substr(5);
+            const std::string time = absl::FormatTime(
+                "%Y-%m-%dT%H:%M:%E3SZ",
+                absl::FromUnixSeconds(event.time().seconds()) +
+                    absl::Nanoseconds(event.time().nanos()),
+                absl::UTCTimeZone());
             std::cout << (options_.multi ? target.pod + "  " : "")
-                      << absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ",
-                                          absl::FromUnixSeconds(event.time().seconds()) +
-                                              absl::Nanoseconds(event.time().nanos()),
-                                          absl::UTCTimeZone())
-                      << "  " << absl::AsciiStrToLower(kind) << "  " << c.id() << "  "
-                      << stateName(c.state()) << "  " << (c.route().empty() ? "-" : c.route())
-                      << "  " << (c.peer_address().empty() ? "-" : c.peer_address()) << "  "
-                      << (event.kind() == pb::ConnectionEvent::KIND_CLOSED
-                              ? closeReasonName(c.close_reason())
-                              : "-")
+                      << watchLine(
+                             time, absl::AsciiStrToLower(kind), absl::StrCat(c.id()),
+                             stateName(c.state()), c.route().empty() ? "-" : c.route(),
+                             c.peer_address().empty() ? "-" : c.peer_address(),
+                             event.kind() == pb::ConnectionEvent::KIND_CLOSED
+                                 ? closeReasonName(c.close_reason())
+                                 : "-")
                       << "\n";
           }
           std::cout.flush();
