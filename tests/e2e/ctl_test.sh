@@ -115,9 +115,13 @@ grep -q "default *config" <<<"$out" || fail "reset: $out"
 "${read_ctl[@]}" watch --count 2 > "$work/watch.out" 2>&1 &
 watcher=$!
 pids+=($watcher)
-sleep 0.3
-curl -s -o /dev/null -H 'Connection: close' "http://127.0.0.1:$port/"
-for _ in $(seq 100); do kill -0 "$watcher" 2>/dev/null || break; sleep 0.05; done
+# Requests until the watcher has seen two events (it may take a moment to subscribe).
+for _ in $(seq 100); do
+  kill -0 "$watcher" 2>/dev/null || break
+  curl -s -o /dev/null -H 'Connection: close' "http://127.0.0.1:$port/"
+  sleep 0.1
+done
+kill -0 "$watcher" 2>/dev/null && fail "watch --count 2 still running: $(cat "$work/watch.out")"
 wait "$watcher" || fail "watch exit: $(cat "$work/watch.out")"
 grep -q " opened " "$work/watch.out" || fail "watch: no opened event: $(cat "$work/watch.out")"
 
