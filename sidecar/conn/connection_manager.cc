@@ -86,6 +86,7 @@ ConnectionSnapshot ManagedConnection::snapshot() const {
 
 bool ManagedConnection::matches(const ConnectionSelector& selector,
                                 event::MonotonicTime now) const {
+  if (selector.memory_at_least && account_->total() < *selector.memory_at_least) return false;
   if (selector.route && (route_ == nullptr || route_->config.name != *selector.route)) {
     return false;
   }
@@ -98,7 +99,6 @@ bool ManagedConnection::matches(const ConnectionSelector& selector,
   if (selector.peer && !selector.peer->contains(session_->connection().peerAddress())) {
     return false;
   }
-  if (selector.memory_at_least && account_->total() < *selector.memory_at_least) return false;
   return true;
 }
 
