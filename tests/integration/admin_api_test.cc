@@ -981,7 +981,9 @@ TEST_F(AdminTest, HealthAndReflectionServeAGenericClient) {
       if (pool.FindFileByName(proto.name()) != nullptr) continue;
       bool ready = true;
       for (const std::string& dep : proto.dependency()) ready &= pool.FindFileByName(dep) != nullptr;
-      if (ready) ASSERT_NE(pool.BuildFile(proto), nullptr) << proto.name();
+      if (ready) {
+        ASSERT_NE(pool.BuildFile(proto), nullptr) << proto.name();
+      }
     }
   }
   const google::protobuf::ServiceDescriptor* service =
