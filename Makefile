@@ -15,6 +15,7 @@ APP_PORT   ?= 8081
 DEPS = build-essential cmake pkg-config \
        libprotobuf-dev protobuf-compiler libabsl-dev libevent-dev libssl-dev \
        libgtest-dev libgmock-dev node-llhttp libyaml-cpp-dev \
+       libgrpc++-dev protobuf-compiler-grpc \
        openssl curl python3
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)

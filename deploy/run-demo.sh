@@ -39,6 +39,13 @@ connwarden is running in front of the demo app (config: $run_dir/connwarden.yaml
   curl -s -o /dev/null -w '%{size_download}\n' http://127.0.0.1:${http_port}/bytes?n=10000000
   curl -s --data-binary 'hello' http://127.0.0.1:${http_port}/echo
 
+and, on the admin API (127.0.0.1:9090):
+
+  $build/connwardenctl get connections -o wide
+  $build/connwardenctl top
+  $build/connwardenctl watch
+  $build/connwardenctl set policy default --hibernate true --idle-timeout 30s
+
 Ctrl-C stops both.
 MSG
 wait $proxy

@@ -125,6 +125,7 @@ ConnectionSnapshot ManagedConnection::snapshot() const {
 
 bool ManagedConnection::matches(const ConnectionSelector& selector,
                                 event::MonotonicTime now) const {
+  if (selector.memory_at_least && account_->total() < *selector.memory_at_least) return false;
   if (selector.route && (route_ == nullptr || route_->config.name != *selector.route)) {
     return false;
   }

@@ -72,6 +72,7 @@ struct ConnectionSelector {
   std::optional<std::chrono::milliseconds> idle_at_least;
   std::optional<std::chrono::milliseconds> age_at_least;
   std::optional<network::Cidr> peer;
+  std::optional<int64_t> memory_at_least;  // bytes charged to its memory account
 };
 
 // What a drain or kill did to one connection.

@@ -232,6 +232,51 @@ absl::StatusOr<std::vector<CommandResult>> ConnectionControl::drainMatching(
   return out;
 }
 
+absl::StatusOr<ConnectionControl::Summary> ConnectionControl::summary(
+    milliseconds timeout) const {
+  std::vector<const WorkerHandle*> all;
+  for (const WorkerHandle& worker : workers_) all.push_back(&worker);
+  auto parts = askWorkers<Summary>(
+      all,
+      [](ConnectionManager& manager) {
+        Summary part;
+        part.connections = manager.size();
+        manager.forEach([&](ManagedConnection& connection) {
+          ++part.by_state[connection.state()];
+          const event::MemoryAccount& account = connection.memoryAccount();
+          part.memory.total += account.total();
+          part.memory.buffers += account.bytes(event::MemoryCategory::kBuffers);
+          part.memory.tls += account.bytes(event::MemoryCategory::kTls);
+          part.memory.codec += account.bytes(event::MemoryCategory::kCodec);
+          part.memory.other += account.bytes(event::MemoryCategory::kOther);
+          part.memory.peak += account.peak();
+        });
+        part.opened = manager.opened();
+        const auto& closes = manager.closesByReason();
+        for (size_t i = 0; i < closes.size(); ++i) {
+          if (closes[i] > 0) part.closes[static_cast<network::CloseReason>(i)] = closes[i];
+        }
+        return part;
+      },
+      timeout);
+  if (!parts.ok()) return parts.status();
+  Summary out;
+  out.workers = static_cast<uint32_t>(workers_.size());
+  for (const Summary& part : *parts) {
+    out.connections += part.connections;
+    for (const auto& [state, n] : part.by_state) out.by_state[state] += n;
+    out.memory.total += part.memory.total;
+    out.memory.buffers += part.memory.buffers;
+    out.memory.tls += part.memory.tls;
+    out.memory.codec += part.memory.codec;
+    out.memory.other += part.memory.other;
+    out.memory.peak += part.memory.peak;
+    out.opened += part.opened;
+    for (const auto& [reason, n] : part.closes) out.closes[reason] += n;
+  }
+  return out;
+}
+
 absl::StatusOr<ConnectionControl::PolicyView> ConnectionControl::getPolicy(
     const std::string& route) const {
   std::lock_guard<std::mutex> lock(policy_mutex_);

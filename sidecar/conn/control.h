@@ -71,6 +71,17 @@ class ConnectionControl final : public LifecycleEventSink {
                                                            std::optional<milliseconds> deadline,
                                                            bool kill, milliseconds timeout);
 
+  // Counts and memory over every worker, for the admin API's server info.
+  struct Summary {
+    uint32_t workers = 0;
+    size_t connections = 0;
+    std::map<http::SessionState, size_t> by_state;
+    MemoryUsage memory;  // summed over open connections (peak: the sum of their peaks)
+    uint64_t opened = 0;
+    std::map<network::CloseReason, uint64_t> closes;  // reasons seen so far
+  };
+  absl::StatusOr<Summary> summary(milliseconds timeout) const;
+
   struct PolicyView {
     http::RoutePolicy configured;               // from the config file
     std::optional<http::RoutePolicy> override;  // set by an operator

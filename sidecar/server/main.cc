@@ -13,6 +13,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
+#include "sidecar/admin/admin_server.h"
 #include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
@@ -30,6 +31,18 @@ ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config 
 ABSL_FLAG(std::string, state_dir, "",
           "Directory where route policies set at runtime are kept, so that a restart keeps them. "
           "Empty: they last until exit.");
+
+ABSL_FLAG(std::string, admin_address, "127.0.0.1:9090",
+          "Where the gRPC admin API listens: host:port, or unix:/path. Empty: no admin API.");
+ABSL_FLAG(std::string, admin_tls_cert, "", "PEM certificate chain: the admin API speaks TLS.");
+ABSL_FLAG(std::string, admin_tls_key, "", "PEM private key of --admin-tls-cert.");
+ABSL_FLAG(std::string, admin_tls_client_ca, "",
+          "PEM CA: admin clients must present a certificate it signed (mutual TLS).");
+ABSL_FLAG(std::string, admin_read_token_file, "",
+          "File of bearer tokens (one a line) that may read: list, get, watch, policies, info.");
+ABSL_FLAG(std::string, admin_admin_token_file, "",
+          "File of bearer tokens (one a line) that may do everything, drain and kill included. "
+          "With neither token file, the admin API asks for no token.");
 
 namespace {
 
@@ -83,6 +96,26 @@ int run() {
     std::cerr << "connwarden: " << server.status().message() << "\n";
     return server.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
   }
+  std::unique_ptr<admin::AdminServer> admin_server;
+  if (const std::string address = absl::GetFlag(FLAGS_admin_address); !address.empty()) {
+    admin::AdminOptions options;
+    options.address = address;
+    options.tls_cert_file = absl::GetFlag(FLAGS_admin_tls_cert);
+    options.tls_key_file = absl::GetFlag(FLAGS_admin_tls_key);
+    options.tls_client_ca_file = absl::GetFlag(FLAGS_admin_tls_client_ca);
+    options.read_token_file = absl::GetFlag(FLAGS_admin_read_token_file);
+    options.admin_token_file = absl::GetFlag(FLAGS_admin_admin_token_file);
+    for (const auto& listener : (*server)->listeners()) {
+      options.listeners.push_back({listener->config.name, listener->bound_address.toString(),
+                                   listener->tls != nullptr});
+    }
+    auto started = admin::AdminServer::start(options, (*server)->control());
+    if (!started.ok()) {
+      std::cerr << "connwarden: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
+    }
+    admin_server = *std::move(started);
+  }
   (*server)->start();
   CW_LOG(kInfo, "connwarden started: %d workers", concurrency);
 
@@ -92,6 +125,7 @@ int run() {
   CW_LOG(kInfo, "%s: draining connections (up to %d ms)", strsignal(signal_number),
          drain_timeout.count());
   const size_t forced = (*server)->shutdown(drain_timeout);
+  if (admin_server != nullptr) admin_server->shutdown();
   CW_LOG(kInfo, "stopped (%d connections closed at the deadline)", forced);
   return 0;
 }
@@ -101,7 +135,9 @@ int run() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--drain-timeout D] "
-      "[--state-dir DIR] [--validate]");
+      "[--state-dir DIR] [--admin-address ADDR] [--admin-tls-cert F --admin-tls-key F "
+      "[--admin-tls-client-ca F]] [--admin-read-token-file F] [--admin-admin-token-file F] "
+      "[--validate]");
   // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> normalized;

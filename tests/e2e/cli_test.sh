@@ -61,7 +61,8 @@ cat > "$work/run.yaml" <<YAML
 listeners: [{ name: e2e, address: "127.0.0.1:$port" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:$app_port"] }]
 YAML
-"$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 1500ms 2> "$work/proxy.err" &
+"$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 1500ms \
+  --admin-address 127.0.0.1:0 2> "$work/proxy.err" &
 proxy=$!
 pids+=($proxy)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
