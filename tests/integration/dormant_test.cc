@@ -96,7 +96,9 @@ TEST_P(DormantTest, SleepsAndWakesAgainAndAgainKeepingWhatTheOperatorSees) {
     // Only the record and the account (and TLS's own state) are left.
     EXPECT_EQ(asleep.memory.buffers, 0);
     EXPECT_EQ(asleep.memory.codec, 0);
-    if (!tls()) EXPECT_LE(asleep.memory.total, 512);
+    if (!tls()) {
+      EXPECT_LE(asleep.memory.total, 512);
+    }
     awake = asleep;
 
     ASSERT_TRUE(request(*client, "/bytes?n=" + std::to_string(1000 * round)));
