@@ -74,10 +74,9 @@ TEST(FlowControlTest, HundredMegabytesStreamThroughWithBoundedHeap) {
 TEST(FlowControlTest, SlowClientPausesTheUpstream) {
   DemoApp app;
   TestServer server(TestServer::simpleConfig(app.address()));
-  TestClient client(server.port());
   // A small receive buffer makes the client slow for real.
-  const int small = 16 * 1024;
-  setsockopt(client.fd(), SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+  TestClient client(server.port(), /*tls=*/false, /*sni=*/"", /*receive_buffer=*/16 * 1024);
+  ASSERT_TRUE(client.connected());
   constexpr uint64_t kBody = 50ull << 20;
   const size_t baseline = heapInUse();
   ASSERT_TRUE(client.send(getRequest("/bytes?n=" + std::to_string(kBody))));

@@ -195,8 +195,12 @@ std::string HttpResponse::header(const std::string& name) const {
   return it == headers.end() ? "" : it->second;
 }
 
-TestClient::TestClient(uint16_t port, bool tls, const std::string& sni) : tls_(tls) {
+TestClient::TestClient(uint16_t port, bool tls, const std::string& sni, int receive_buffer)
+    : tls_(tls) {
   fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) {
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof(receive_buffer));
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(port);

@@ -96,8 +96,11 @@ struct HttpResponse {
 class TestClient {
  public:
   // Connects to 127.0.0.1:port; with `tls`, completes a TLS handshake (ALPN http/1.1,
-  // certificate not verified). Check connected().
-  explicit TestClient(uint16_t port, bool tls = false, const std::string& sni = "");
+  // certificate not verified). Check connected(). A `receive_buffer` (SO_RCVBUF) is set before
+  // connecting: shrunk afterwards, the window the kernel already advertised can leave the
+  // sender in zero-window probing for seconds.
+  explicit TestClient(uint16_t port, bool tls = false, const std::string& sni = "",
+                      int receive_buffer = 0);
   ~TestClient();
   bool connected() const { return fd_ >= 0 && (!tls_ || ssl_ != nullptr); }
 
