@@ -16,6 +16,7 @@
 #include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
+#include "sidecar/server/metrics.h"
 #include "sidecar/server/server.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -30,6 +31,12 @@ ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config 
 ABSL_FLAG(std::string, state_dir, "",
           "Directory where route policies set at runtime are kept, so that a restart keeps them. "
           "Empty: they last until exit.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9901",
+          "host:port of the Prometheus endpoint (/metrics) and the probes (/healthz, /livez, "
+          "/readyz). Empty: none.");
+ABSL_FLAG(uint32_t, metrics_connection_limit, 100,
+          "Per-connection memory series: only the connections holding the most memory, at most "
+          "this many; 0 = every connection.");
 
 namespace {
 
@@ -83,6 +90,20 @@ int run() {
     std::cerr << "connwarden: " << server.status().message() << "\n";
     return server.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
   }
+  // Before the workers start, so that a metrics port in use stops us before we serve.
+  std::unique_ptr<stats::MetricsServer> metrics;
+  const std::string metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!metrics_address.empty()) {
+    auto started = server::startMetrics(**server, metrics_address,
+                                        absl::GetFlag(FLAGS_metrics_connection_limit));
+    if (!started.ok()) {
+      std::cerr << "connwarden: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError
+                                                                            : 1;
+    }
+    metrics = *std::move(started);
+    CW_LOG(kInfo, "metrics and probes on %s (port %d)", metrics_address, metrics->port());
+  }
   (*server)->start();
   CW_LOG(kInfo, "connwarden started: %d workers", concurrency);
 
@@ -93,6 +114,7 @@ int run() {
          drain_timeout.count());
   const size_t forced = (*server)->shutdown(drain_timeout);
   CW_LOG(kInfo, "stopped (%d connections closed at the deadline)", forced);
+  metrics.reset();  // before the server it reads
   return 0;
 }
 
@@ -101,7 +123,7 @@ int run() {
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--drain-timeout D] "
-      "[--state-dir DIR] [--validate]");
+      "[--state-dir DIR] [--metrics-address HOST:PORT] [--metrics-connection-limit N] [--validate]");
   // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> normalized;
