@@ -1,6 +1,14 @@
 #include "sidecar/stats/metrics_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "CivetServer.h"
@@ -73,6 +81,7 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::start(
         absl::StrCat("metrics address \"", address, "\": want host:port, e.g. 0.0.0.0:9901"));
   }
   std::unique_ptr<MetricsServer> server(new MetricsServer());
+  server->host_ = address.substr(0, colon);
   server->collectable_ = std::move(collectable);
   server->ready_ = std::move(ready);
   const std::vector<std::string> options = {"listening_ports", address, "num_threads", "2"};
@@ -102,7 +111,29 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::start(
 }
 
 MetricsServer::~MetricsServer() {
-  if (server_ != nullptr) server_->close();
+  if (server_ == nullptr) return;
+  // civetweb's accept loop notices the stop only when its poll() returns, after up to 2 s: a
+  // connection to the listener wakes it at once (shutdown would otherwise wait for it).
+  std::atomic<bool> stopped{false};
+  std::thread stopper([this, &stopped] {
+    server_->close();
+    stopped.store(true);
+  });
+  sockaddr_in wake{};
+  wake.sin_family = AF_INET;
+  wake.sin_port = htons(static_cast<uint16_t>(port_));
+  if (inet_pton(AF_INET, host_.c_str(), &wake.sin_addr) != 1 || wake.sin_addr.s_addr == 0) {
+    wake.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  }
+  while (!stopped.load()) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd >= 0) {
+      connect(fd, reinterpret_cast<const sockaddr*>(&wake), sizeof(wake));
+      ::close(fd);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stopper.join();
 }
 
 }  // namespace connwarden::stats

@@ -39,6 +39,7 @@ class MetricsServer {
   std::function<bool()> ready_;
   std::unique_ptr<Handler> metrics_handler_, live_handler_, ready_handler_;
   std::unique_ptr<CivetServer> server_;
+  std::string host_;
   int port_ = 0;
 };
 
