@@ -117,6 +117,10 @@ class Dispatcher {
 
   // True on the dispatcher's thread (or before run() has started, while setting up).
   bool isThreadSafe() const;
+  // True only inside run(), on the dispatcher's thread. A function posted after the loop ended
+  // runs in the destructor's final sweep instead, when what the loop's owner built may be gone:
+  // one that reads such state checks this first.
+  bool inLoop() const { return thread_id_.load() == std::this_thread::get_id(); }
 
   // The steady clock: timestamps compare across workers.
   MonotonicTime now() const;

@@ -183,6 +183,8 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
   for (size_t i = 0; i < workers_.size(); ++i) {
     const WorkerSource source = workers_[i];
     source.dispatcher->post([replies, source, limit, i] {
+      // Not from a stopped worker's destructor: its registry may be gone (left unanswered).
+      if (!source.dispatcher->inLoop()) return;
       WorkerSample sample = sampleWorker(source, limit);
       std::lock_guard<std::mutex> lock(replies->mutex);
       replies->samples[i] = std::move(sample);

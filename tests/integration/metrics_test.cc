@@ -405,6 +405,9 @@ TEST_F(MetricsTest, ProbesAndReadinessFailsWhileDraining) {
   EXPECT_EQ(response->status, 200);
   EXPECT_EQ(shutdown.get(), 0u);
   EXPECT_EQ(get(metrics->port(), "/readyz")->status, 503);
+  // A scrape after the workers stopped: left out, and what it posted must not run on the
+  // registry as the worker is destroyed (ASan would catch it).
+  EXPECT_EQ(scrape(*metrics).value("connwarden_metrics_workers_unanswered"), 1);
 }
 
 TEST_F(MetricsTest, AWorkerThatDoesNotAnswerIsLeftOutAndTheScrapeStillAnswers) {
