@@ -16,7 +16,8 @@ DEPS = build-essential cmake pkg-config \
        libprotobuf-dev protobuf-compiler libabsl-dev libevent-dev libssl-dev \
        libgtest-dev libgmock-dev node-llhttp libyaml-cpp-dev \
        libgrpc++-dev protobuf-compiler-grpc \
-       openssl curl python3
+       openssl curl python3 \
+       prometheus-cpp-dev prometheus
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

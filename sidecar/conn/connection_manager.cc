@@ -181,6 +181,7 @@ void ManagedConnection::onSessionClosed(network::CloseReason reason) {
 void ManagedConnection::sleep() {
   network::Connection& connection = session_->connection();
   if (!connection.quiet()) return;
+  manager_.accrueDormantTime();
   // Should the kernel refuse, the connection hibernates with its session, as it is now.
   if (!manager_.dormant_poll_.add(connection.fd(), id_)) return;
   const uint64_t bytes_in = connection.bytesRead();
@@ -200,6 +201,7 @@ void ManagedConnection::sleep() {
 
 void ManagedConnection::wake() {
   CW_ASSERT(dormant());
+  manager_.accrueDormantTime();
   manager_.dormant_poll_.remove(dormant_fd_);
   ++manager_.wakeups_;
   event::MemoryAccount::Scope scope(account_.get());
@@ -238,6 +240,7 @@ std::pair<event::MonotonicTime, network::CloseReason> ManagedConnection::dormant
 
 void ManagedConnection::closeDormant(network::CloseReason reason, bool abort) {
   CW_ASSERT(dormant());
+  manager_.accrueDormantTime();
   manager_.dormant_poll_.remove(dormant_fd_);
   if (abort) {
     const linger abortive{1, 0};
@@ -305,6 +308,20 @@ void ConnectionManager::onClosed(ManagedConnection& connection, network::CloseRe
   // Out of the registry in the same step that closed the socket; freed after this callback.
   dispatcher_.deferredDelete(std::move(it->second));
   connections_.erase(it);
+}
+
+void ConnectionManager::accrueDormantTime() {
+  const event::MonotonicTime now = dispatcher_.now();
+  if (dormant_time_at_ != event::MonotonicTime{}) {
+    dormant_time_ += (now - dormant_time_at_) * static_cast<int64_t>(dormant_poll_.size());
+  }
+  dormant_time_at_ = now;
+}
+
+std::chrono::nanoseconds ConnectionManager::dormantTime() const {
+  if (dormant_time_at_ == event::MonotonicTime{}) return dormant_time_;
+  return dormant_time_ +
+         (dispatcher_.now() - dormant_time_at_) * static_cast<int64_t>(dormant_poll_.size());
 }
 
 void ConnectionManager::onHibernated() {
@@ -399,6 +416,7 @@ CommandResult ConnectionManager::drain(uint64_t id,
   result.id = id;
   ManagedConnection* connection = find(id);
   if (connection == nullptr) return result;
+  ++drains_;
   result.state_before = connection->state();
   http::ServerSession& session = connection->session();
   event::MemoryAccount::Scope scope(session.connection().memoryAccount());
@@ -418,6 +436,7 @@ CommandResult ConnectionManager::kill(uint64_t id) {
   result.id = id;
   ManagedConnection* connection = find(id);
   if (connection == nullptr) return result;
+  ++kills_;
   result.state_before = connection->state();
   if (connection->dormant()) {
     connection->closeDormant(network::CloseReason::kKilled, /*abort=*/true);

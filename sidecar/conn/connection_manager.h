@@ -220,6 +220,12 @@ class ConnectionManager {
   // Connections that woke from dormancy, and those dormant now.
   uint64_t wakeups() const { return wakeups_; }
   size_t dormant() const { return dormant_poll_.size(); }
+  // Drain and kill commands carried out on an open connection (an operator's, one or bulk, and
+  // shutdown's drain of the awake ones).
+  uint64_t drains() const { return drains_; }
+  uint64_t kills() const { return kills_; }
+  // Time connections have spent dormant since start, all added up (up to now).
+  std::chrono::nanoseconds dormantTime() const;
   uint32_t workerIndex() const { return worker_index_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
   http::WorkerHttpContext& httpContext() { return http_context_; }
@@ -259,6 +265,13 @@ class ConnectionManager {
   uint64_t wakeups_ = 0;
   uint64_t opened_ = 0;
   uint64_t hibernations_ = 0;
+  uint64_t drains_ = 0;
+  uint64_t kills_ = 0;
+  // The integral of dormant_poll_.size() over time, up to dormant_time_at_: brought up to date
+  // just before every change of the dormant count (no per-connection state needed).
+  void accrueDormantTime();
+  std::chrono::nanoseconds dormant_time_{0};
+  event::MonotonicTime dormant_time_at_{};
   std::array<uint64_t, 32> closes_by_reason_{};
 };
 

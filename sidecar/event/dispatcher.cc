@@ -156,7 +156,12 @@ Dispatcher::Dispatcher(std::string name) : name_(std::move(name)) {
 }
 
 Dispatcher::~Dispatcher() {
-  runPosted();
+  std::vector<std::function<void()>> late;
+  {
+    std::lock_guard<std::mutex> lock(post_mutex_);
+    late.swap(posted_);
+  }
+  late.clear();  // outside the lock: a closure's destructor may post again
   clearDeferredDeletes();
   event_free(deferred_ev_);
   event_free(post_ev_);

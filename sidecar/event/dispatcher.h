@@ -104,7 +104,8 @@ class Dispatcher {
   void exit();
 
   // Thread-safe. Runs `fn` on the dispatcher's thread, in posting order. Callbacks posted after
-  // the loop has stopped are run (and destroyed) by the destructor.
+  // the loop has stopped are destroyed by the destructor, never run: what they would touch (a
+  // worker's registry) may be gone by then, and whoever waits on them has a deadline.
   void post(std::function<void()> fn);
 
   // Frees `object` after the current callback returns. Dispatcher thread only.

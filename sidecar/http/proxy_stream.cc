@@ -28,6 +28,7 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
   RequestHead* head = head_.get();
   WorkerHttpContext& context = session_.context();
   const Route* route = context.router.match(head->host, head->path);
+  route_ = route;
   session_.setRoute(route);
   if (route == nullptr) {
     const uint32_t status = session_.listener().no_route_status;
@@ -81,6 +82,7 @@ void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
 void ProxyStream::decodeResponseHeaders(std::unique_ptr<ResponseHead> head, bool end_stream) {
   event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   response_started_ = true;
+  response_status_ = static_cast<int>(head->status);
   if (head->status == 101 && head_->upgrade) {
     removeHopByHopHeaders(head->headers, /*keep_upgrade=*/true);
     upstream_->setTunnel();
@@ -171,6 +173,7 @@ void ProxyStream::cancel() {
 
 void ProxyStream::localReply(int status, std::string_view body) {
   response_started_ = true;
+  response_status_ = status;
   response_complete_ = true;
   if (!request_complete_) {
     // The rest of the request body will not be read: this must be the last response.

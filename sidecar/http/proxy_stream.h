@@ -14,6 +14,7 @@
 namespace connwarden::http {
 
 class ServerSession;
+struct Route;
 
 class ProxyStream : public RequestDecoder,
                     public UpstreamCallbacks,
@@ -35,6 +36,10 @@ class ProxyStream : public RequestDecoder,
   void onDownstreamWatermark(bool above);
   // An idle tunnel hibernates: the upstream connection's empty buffers are freed too.
   void releaseUpstreamBuffers();
+  // For the request metrics: the route matched (null: none) and the status sent to the client
+  // (0 before the response head).
+  const Route* route() const { return route_; }
+  int responseStatus() const { return response_status_; }
 
  private:
   // UpstreamCallbacks
@@ -52,6 +57,8 @@ class ProxyStream : public RequestDecoder,
   ServerSession& session_;
   ResponseEncoder& encoder_;
   std::unique_ptr<RequestHead> head_;  // kept to retry once on a reused connection
+  const Route* route_ = nullptr;
+  int response_status_ = 0;
   UpstreamPool* pool_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
   bool request_complete_ = false;

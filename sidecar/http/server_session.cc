@@ -348,6 +348,10 @@ RequestDecoder& ServerSession::newStream(ResponseEncoder& encoder) {
 }
 
 void ServerSession::onStreamComplete(ResponseEncoder&) {
+  if (context_.request_stats != nullptr && stream_ != nullptr) {
+    context_.request_stats->record(stream_->route(), stream_->responseStatus(),
+                                   context_.dispatcher.now() - request_started_);
+  }
   observer_.onRequestComplete();
   destroyStream();
   request_received_ = false;

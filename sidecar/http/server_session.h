@@ -27,6 +27,7 @@
 #include "sidecar/event/dispatcher.h"
 #include "sidecar/http/codec.h"
 #include "sidecar/http/policy.h"
+#include "sidecar/http/request_stats.h"
 #include "sidecar/http/router.h"
 #include "sidecar/http/upstream_pool.h"
 #include "sidecar/network/connection.h"
@@ -39,6 +40,7 @@ struct WorkerHttpContext {
   event::Dispatcher& dispatcher;
   const Router& router;
   std::vector<std::unique_ptr<UpstreamPool>>& pools;  // by cluster index
+  RequestStats* request_stats = nullptr;               // completed requests are counted here
 };
 
 enum class SessionState { kHandshake, kIdle, kActive, kTunnel, kDraining, kHibernating };

@@ -17,6 +17,7 @@
 #include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
+#include "sidecar/server/metrics.h"
 #include "sidecar/server/server.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -31,6 +32,12 @@ ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config 
 ABSL_FLAG(std::string, state_dir, "",
           "Directory where route policies set at runtime are kept, so that a restart keeps them. "
           "Empty: they last until exit.");
+ABSL_FLAG(std::string, metrics_address, "0.0.0.0:9901",
+          "host:port of the Prometheus endpoint (/metrics) and the probes (/healthz, /livez, "
+          "/readyz). Empty: none.");
+ABSL_FLAG(uint32_t, metrics_connection_limit, 100,
+          "Per-connection memory series: only the connections holding the most memory, at most "
+          "this many; 0 = every connection.");
 
 ABSL_FLAG(std::string, admin_address, "127.0.0.1:9090",
           "Where the gRPC admin API listens: host:port, or unix:/path. Empty: no admin API.");
@@ -96,6 +103,20 @@ int run() {
     std::cerr << "connwarden: " << server.status().message() << "\n";
     return server.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError : 1;
   }
+  // Before the workers start, so that a metrics port in use stops us before we serve.
+  std::unique_ptr<stats::MetricsServer> metrics;
+  const std::string metrics_address = absl::GetFlag(FLAGS_metrics_address);
+  if (!metrics_address.empty()) {
+    auto started = server::startMetrics(**server, metrics_address,
+                                        absl::GetFlag(FLAGS_metrics_connection_limit));
+    if (!started.ok()) {
+      std::cerr << "connwarden: " << started.status().message() << "\n";
+      return started.status().code() == absl::StatusCode::kInvalidArgument ? kExitConfigError
+                                                                            : 1;
+    }
+    metrics = *std::move(started);
+    CW_LOG(kInfo, "metrics and probes on %s (port %d)", metrics_address, metrics->port());
+  }
   std::unique_ptr<admin::AdminServer> admin_server;
   if (const std::string address = absl::GetFlag(FLAGS_admin_address); !address.empty()) {
     admin::AdminOptions options;
@@ -127,6 +148,7 @@ int run() {
   const size_t forced = (*server)->shutdown(drain_timeout);
   if (admin_server != nullptr) admin_server->shutdown();
   CW_LOG(kInfo, "stopped (%d connections closed at the deadline)", forced);
+  metrics.reset();  // before the server it reads
   return 0;
 }
 
@@ -137,7 +159,7 @@ int main(int argc, char** argv) {
       "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--drain-timeout D] "
       "[--state-dir DIR] [--admin-address ADDR] [--admin-tls-cert F --admin-tls-key F "
       "[--admin-tls-client-ca F]] [--admin-read-token-file F] [--admin-admin-token-file F] "
-      "[--validate]");
+      "[--metrics-address HOST:PORT] [--metrics-connection-limit N] [--validate]");
   // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> normalized;

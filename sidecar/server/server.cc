@@ -122,6 +122,7 @@ size_t Server::connectionCount(std::chrono::milliseconds timeout) {
 size_t Server::shutdown(std::chrono::milliseconds drain_timeout) {
   if (stopped_) return 0;
   stopped_ = true;
+  draining_.store(true, std::memory_order_release);
   for (auto& worker : workers_) {
     Worker* w = worker.get();
     w->post([w, drain_timeout] {

@@ -2,6 +2,7 @@
 // a validated ServerConfig; started and stopped by main (or by a test).
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -32,6 +33,8 @@ class Server {
   // still open after `drain_timeout` is closed. Returns the number of connections that had to be
   // closed at the deadline.
   size_t shutdown(std::chrono::milliseconds drain_timeout);
+  // True from the moment shutdown() begins (readiness fails from then on). Thread-safe.
+  bool draining() const { return draining_.load(std::memory_order_acquire); }
 
   // The address each listener is bound to, in config order (the real port for port 0).
   std::vector<network::Address> listenerAddresses() const;
@@ -54,6 +57,7 @@ class Server {
   std::unique_ptr<conn::ConnectionControl> control_;
   std::vector<std::unique_ptr<Worker>> workers_;
   bool stopped_ = false;
+  std::atomic<bool> draining_{false};
 };
 
 }  // namespace connwarden::server

@@ -11,7 +11,8 @@ Worker::Worker(uint32_t index, std::vector<network::ListenerShared*> listeners,
                const std::vector<http::ClusterConfig>& clusters, conn::PolicyTablePtr policies)
     : index_(index),
       dispatcher_("worker" + std::to_string(index)),
-      http_context_{dispatcher_, router, pools_} {
+      request_stats_(router.routes().size()),
+      http_context_{dispatcher_, router, pools_, &request_stats_} {
   for (const http::ClusterConfig& cluster : clusters) {
     pools_.push_back(std::make_unique<http::UpstreamPool>(dispatcher_, cluster));
   }

@@ -36,6 +36,8 @@ class Worker {
   // Worker thread only (or before start()).
   conn::ConnectionManager& connections() { return *connections_; }
   event::Dispatcher& dispatcher() { return dispatcher_; }
+  const std::vector<std::unique_ptr<http::UpstreamPool>>& pools() const { return pools_; }
+  const http::RequestStats& requestStats() const { return request_stats_; }
   void stopListening();
 
  private:
@@ -50,6 +52,7 @@ class Worker {
   const uint32_t index_;
   event::Dispatcher dispatcher_;
   std::vector<std::unique_ptr<http::UpstreamPool>> pools_;
+  http::RequestStats request_stats_;
   http::WorkerHttpContext http_context_;
   std::unique_ptr<conn::ConnectionManager> connections_;
   std::vector<std::unique_ptr<ListenerBinding>> bindings_;

@@ -349,12 +349,12 @@ EOF
 
 start_cw_hib() {
   write_connwarden_config "$1/connwarden.yaml" "$2" "$3" true
-  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$1/connwarden.yaml")
+  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$1/connwarden.yaml" --metrics-address 127.0.0.1:0 --admin-address 127.0.0.1:0)
 }
 
 start_cw() {
   write_connwarden_config "$1/connwarden.yaml" "$2" "$3" false
-  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$1/connwarden.yaml")
+  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$1/connwarden.yaml" --metrics-address 127.0.0.1:0 --admin-address 127.0.0.1:0)
 }
 
 start_nginx() {

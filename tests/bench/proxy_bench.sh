@@ -372,7 +372,7 @@ clusters:
 routes:
   - { name: default, cluster: app }
 EOF
-  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$dir/connwarden.yaml")
+  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$dir/connwarden.yaml" --metrics-address 127.0.0.1:0 --admin-address 127.0.0.1:0)
 }
 
 declare -A PID PORT BROKEN # BROKEN[proxy] / BROKEN[mode/proxy]: why it is not measured

@@ -17,7 +17,7 @@ listeners: [{ address: "127.0.0.1:0" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:1"] }]
 YAML
 admin_port=$(free_port)
-"$connwarden" --config "$work/run.yaml" --concurrency 1 --admin-address "127.0.0.1:$admin_port" \
+"$connwarden" --config "$work/run.yaml" --concurrency 1 --metrics-address "" --admin-address "127.0.0.1:$admin_port" \
   2> "$work/first.err" &
 first=$!
 pids+=($first)
@@ -27,7 +27,7 @@ grep -q "admin API on 127.0.0.1:$admin_port (plaintext)" "$work/first.err" ||
 
 # A second sidecar on the same admin address: exit 1 at once, naming the flag and the address.
 set +e
-timeout 10 "$connwarden" --config "$work/run.yaml" --concurrency 1 \
+timeout 10 "$connwarden" --config "$work/run.yaml" --concurrency 1 --metrics-address "" \
   --admin-address "127.0.0.1:$admin_port" 2> "$work/second.err"
 code=$?
 set -e
@@ -39,7 +39,7 @@ kill -0 "$first" || fail "the first sidecar died"
 check_config_error() {  # expected text, flags...
   local want=$1; shift
   set +e
-  out=$(timeout 10 "$connwarden" --config "$work/run.yaml" --concurrency 1 --admin-address 127.0.0.1:0 "$@" 2>&1)
+  out=$(timeout 10 "$connwarden" --config "$work/run.yaml" --concurrency 1 --metrics-address "" --admin-address 127.0.0.1:0 "$@" 2>&1)
   code=$?
   set -e
   [ "$code" = 2 ] || fail "exit $code (want 2) for: $*"
@@ -53,7 +53,7 @@ check_config_error "--admin-read-token-file" --admin-read-token-file "$work/nope
 check_config_error "no token in" --admin-admin-token-file "$work/empty.tokens"
 
 # --admin-address "": no admin API, and the default port is not touched.
-"$connwarden" --config "$work/run.yaml" --concurrency 1 --admin-address "" 2> "$work/off.err" &
+"$connwarden" --config "$work/run.yaml" --concurrency 1 --metrics-address "" --admin-address "" 2> "$work/off.err" &
 off=$!
 pids+=($off)
 for _ in $(seq 100); do grep -q "connwarden started" "$work/off.err" && break; sleep 0.05; done

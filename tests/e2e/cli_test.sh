@@ -61,8 +61,9 @@ cat > "$work/run.yaml" <<YAML
 listeners: [{ name: e2e, address: "127.0.0.1:$port" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:$app_port"] }]
 YAML
+metrics_port=$(free_port)
 "$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 1500ms \
-  --admin-address 127.0.0.1:0 2> "$work/proxy.err" &
+  --admin-address 127.0.0.1:0 --metrics-address "127.0.0.1:$metrics_port" 2> "$work/proxy.err" &
 proxy=$!
 pids+=($proxy)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
@@ -70,6 +71,19 @@ body=$(curl -s --max-time 5 "http://127.0.0.1:$port/")
 [ "$body" = "hello from connwarden demo" ] || fail "unexpected body '$body'"
 size=$(curl -s --max-time 20 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/bytes?n=5000000")
 [ "$size" = 5000000 ] || fail "downloaded $size bytes"
+
+# 2b. Metrics and probes on --metrics-address; the exposition passes promtool; a second process
+#     asking for the same metrics port exits non-zero at start, naming the address.
+command -v promtool >/dev/null || fail "promtool missing (the Makefile's DEPS install Debian's prometheus)"
+curl -s --max-time 5 -o "$work/scrape.txt" "http://127.0.0.1:$metrics_port/metrics" || fail "no /metrics"
+promtool check metrics < "$work/scrape.txt" || fail "promtool check metrics rejected the exposition"
+grep -q '^connwarden_http_requests_total{route="default",status_class="2xx"} 3$' "$work/scrape.txt" ||
+  fail "requests_total: $(grep requests_total "$work/scrape.txt")"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/healthz")" = 200 ] || fail "/healthz"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/readyz")" = 200 ] || fail "/readyz"
+set +e; out=$("$connwarden" --config "$work/good.yaml" --metrics-address "127.0.0.1:$metrics_port" 2>&1); code=$?; set -e
+[ "$code" != 0 ] || fail "a second process on the same metrics port started"
+[[ "$out" == *"127.0.0.1:$metrics_port"*"in use"* ]] || fail "metrics port in use: '$out'"
 
 # 3. SIGTERM with requests in flight: the ones that finish within --drain-timeout get their whole
 #    response, the one that would not is cut at the deadline, and the process exits 0.
@@ -86,6 +100,8 @@ start=$(date +%s%N)
 kill -TERM "$proxy"
 sleep 0.2
 curl -s --max-time 2 -o /dev/null "http://127.0.0.1:$port/" && fail "a new connection was accepted while draining"
+ready=$(curl -s --max-time 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$metrics_port/readyz")
+[ "$ready" = 503 ] || fail "/readyz answered $ready while draining (want 503)"
 set +e; wait "$proxy"; code=$?; set -e
 elapsed_ms=$(( ($(date +%s%N) - start) / 1000000 ))
 [ "$code" = 0 ] || { cat "$work/proxy.err" >&2; fail "exit $code after SIGTERM"; }

@@ -33,7 +33,7 @@ YAML
 echo "reader-secret" > "$work/read.token"
 echo "admin-secret" > "$work/admin.token"
 start_sidecar() {
-  "$connwarden" --config "$work/run.yaml" --concurrency 2 --admin-address "127.0.0.1:$admin_port" \
+  "$connwarden" --config "$work/run.yaml" --concurrency 2 --metrics-address "" --admin-address "127.0.0.1:$admin_port" \
     --admin-read-token-file "$work/read.token" --admin-admin-token-file "$work/admin.token" \
     --state-dir "$work" 2>> "$work/sidecar.err" &
   sidecar=$!
