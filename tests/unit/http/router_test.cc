@@ -10,10 +10,10 @@ TEST(RouterTest, FirstMatchWins) {
   clusters[0].name = "api";
   clusters[1].name = "web";
   std::vector<RouteConfig> routes = {
-      {"exact-api", "api.example.com", "/v1", "api"},
-      {"wildcard", "*.example.com", "", "web"},
-      {"static", "", "/static/", "web"},
-      {"any", "*", "", "api"},
+      {"exact-api", "api.example.com", "/v1", "api", {}},
+      {"wildcard", "*.example.com", "", "web", {}},
+      {"static", "", "/static/", "web", {}},
+      {"any", "*", "", "api", {}},
   };
   Router router(routes, clusters);
   struct Case {
@@ -37,7 +37,7 @@ TEST(RouterTest, FirstMatchWins) {
   }
   EXPECT_EQ(router.match("api.example.com", "/v1")->cluster_index, 0u);
 
-  Router narrow({{"only", "*.example.com", "/api", "api"}}, clusters);
+  Router narrow({{"only", "*.example.com", "/api", "api", {}}}, clusters);
   EXPECT_EQ(narrow.match("example.com", "/api"), nullptr);  // the suffix needs a label before it
   EXPECT_EQ(narrow.match("x.example.com", "/ap"), nullptr);
   EXPECT_NE(narrow.match("x.example.com", "/api/x"), nullptr);
