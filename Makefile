@@ -19,9 +19,15 @@ DEPS = build-essential cmake pkg-config \
        openssl curl python3 \
        prometheus-cpp-dev prometheus
 
+# Test tools that Debian does not package, from the npm registry, pinned, kept in $(TOOLS):
+# buf (a gRPC CLI operators use: tests/e2e/buf_curl_test.sh). npm is the machine's, or
+# Debian's when there is none (a Node.js from elsewhere brings its own and conflicts with it).
+TOOLS ?= .tools
+BUF_VERSION = 1.75.0
+
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build test test-asan run bench clean
+.PHONY: all deps tools build test test-asan run bench clean
 
 all: build
 
@@ -39,13 +45,20 @@ $(BUILD)/CMakeCache.txt: | deps
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
-test: build
+$(TOOLS)/node_modules/.bin/buf: | deps
+	@command -v npm >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends npm; }
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error @bufbuild/buf@$(BUF_VERSION)
+
+tools: $(TOOLS)/node_modules/.bin/buf
+
+test: build tools
 	cd $(BUILD) && ctest --output-on-failure -j2 --timeout 300
 
 $(BUILD_ASAN)/CMakeCache.txt: | deps
 	cmake -S . -B $(BUILD_ASAN) -DCMAKE_BUILD_TYPE=Debug -DCONNWARDEN_SANITIZE=ON
 
-test-asan: deps $(BUILD_ASAN)/CMakeCache.txt
+test-asan: deps tools $(BUILD_ASAN)/CMakeCache.txt
 	cmake --build $(BUILD_ASAN) -j$(JOBS)
 	cd $(BUILD_ASAN) && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -58,4 +71,4 @@ bench: build
 	bash tests/bench/proxy_bench.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(RUN_DIR)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(RUN_DIR) $(TOOLS)
