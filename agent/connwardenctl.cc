@@ -10,7 +10,7 @@
 //                                  [--unset FIELD]... (only the fields given change)
 //   connwardenctl reset policy ROUTE
 //   connwardenctl watch [--selector SEL] [--count N]
-//   connwardenctl top [--limit N]
+//   connwardenctl top [--limit N] [--interval 2s] [--count N]
 //   connwardenctl info
 //
 // Global flags: --target ADDR (repeatable; "dns:NAME:PORT" means every address NAME resolves to,
@@ -23,6 +23,7 @@
 #include <netdb.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cmath>
@@ -47,6 +48,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "connwarden/admin/v1/admin.grpc.pb.h"
 #include "google/protobuf/util/json_util.h"
@@ -84,7 +86,7 @@ Commands:
                    [--tunnel-idle-timeout D] [--unset FIELD]...
   reset policy ROUTE
   watch [--selector SEL] [--count N]
-  top [--limit N]
+  top [--limit N] [--interval D] [--count N]   (refreshes every D until Ctrl-C, or N times)
   info
 
 Selectors: comma-separated terms: state=idle, route=R, listener=L, peer=10.0.0.0/8,
@@ -298,7 +300,7 @@ class Args {
     static const std::set<std::string> kValued = {
         "--target", "--token-file", "--tls-ca", "--tls-cert", "--tls-key", "--tls-server-name",
         "--output", "--timeout", "--selector", "--state", "--route", "--sort", "--limit",
-        "--deadline", "--count", "--unset", "--hibernate", "--hibernate-after", "--idle-timeout",
+        "--deadline", "--count", "--interval", "--unset", "--hibernate", "--hibernate-after", "--idle-timeout",
         "--request-header-timeout", "--request-timeout", "--write-timeout",
         "--max-connection-age", "--max-requests", "--drain-timeout", "--tunnel-idle-timeout"};
     for (int i = 1; i < argc; ++i) {
@@ -618,12 +620,35 @@ class Ctl {
     return exit_;
   }
 
+  // A live view sorted by memory: on a terminal each frame replaces the last; otherwise (a
+  // pipe, -o json) frames follow each other. Until Ctrl-C, or --count frames.
   int top(Args& args) {
     size_t limit = 20;
     if (auto l = args.take("--limit")) {
       if (!absl::SimpleAtoi(*l, &limit) || limit == 0) usage("--limit: a positive integer");
     }
+    absl::Duration interval = absl::Seconds(2);
+    if (auto d = args.take("--interval")) {
+      interval = parseDuration(*d, "--interval");
+      if (interval < absl::Milliseconds(100)) usage("--interval: at least 100ms");
+    }
+    size_t count = 0;  // 0: until interrupted
+    if (auto n = args.take("--count")) {
+      if (!absl::SimpleAtoi(*n, &count) || count == 0) usage("--count: a positive integer");
+    }
     args.done();
+    const bool redraw = !json() && isatty(STDOUT_FILENO);
+    for (size_t frame = 1;; ++frame) {
+      if (redraw) std::cout << "\033[H\033[2J";  // home, clear: the frame replaces the last
+      topFrame(limit);
+      std::cout.flush();
+      if (count != 0 && frame >= count) break;
+      absl::SleepFor(interval);
+    }
+    return exit_;
+  }
+
+  void topFrame(size_t limit) {
     pb::ListConnectionsRequest request;
     request.set_sort_by(pb::ListConnectionsRequest::SORT_BY_MEMORY);
     request.set_descending(true);
@@ -642,7 +667,6 @@ class Ctl {
                 << " by memory:\n";
     }
     printConnections(listConnections(request, limit), request.sort_by(), true, limit);
-    return exit_;
   }
 
   int describe(const std::vector<std::string>& ids, Args& args) {

@@ -126,8 +126,15 @@ wait "$watcher" || fail "watch exit: $(cat "$work/watch.out")"
 grep -q " opened " "$work/watch.out" || fail "watch: no opened event: $(cat "$work/watch.out")"
 
 # top and info; two sidecars (the same one twice here) get a POD column.
-expect_code 0 "${read_ctl[@]}" top
+expect_code 0 "${read_ctl[@]}" top --count 1
 grep -q "top 20 by memory" <<<"$out" || fail "top: $out"
+# Refreshing: three frames, one every 200 ms (not a terminal here, so they follow each other).
+started=$(date +%s%N)
+expect_code 0 "${read_ctl[@]}" top --count 3 --interval 200ms --limit 5
+[ "$(grep -c "top 5 by memory" <<<"$out")" = 3 ] || fail "top --count 3: $out"
+[ $(( ($(date +%s%N) - started) / 1000000 )) -ge 400 ] || fail "top did not wait between frames"
+expect_code 2 "${read_ctl[@]}" top --interval 10ms
+grep -q -- "--interval" <<<"$out" || fail "top --interval 10ms: $out"
 expect_code 0 "${read_ctl[@]}" info -o wide
 grep -q "web=127.0.0.1:$port" <<<"$out" || fail "info: $out"
 expect_code 0 "${read_ctl[@]}" --target "127.0.0.1:$admin_port" info
