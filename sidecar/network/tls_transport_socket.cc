@@ -47,6 +47,10 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& 
   // holds no record buffers at all.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // Read ahead: one read(2) takes in whatever the socket holds (up to the record buffer) instead
+  // of one for each record's 5-byte header and one for its body; SSL_has_pending() then says
+  // when undecrypted bytes are still inside OpenSSL.
+  SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
   // Resumption by stateless tickets only: a server-side session cache would hold memory per
@@ -194,13 +198,14 @@ IoResult TlsTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
     iovec slices[1];
     buffer.reserve(kReadSlice, slices, 1);
     ERR_clear_error();
-    const int rc = SSL_read(ssl_, slices[0].iov_base, static_cast<int>(slices[0].iov_len));
+    const size_t reserved = slices[0].iov_len;  // commit() shortens the slice to what was read
+    const int rc = SSL_read(ssl_, slices[0].iov_base, static_cast<int>(reserved));
     if (rc > 0) {
       buffer.commit(slices, 1, static_cast<size_t>(rc));
       result.bytes += rc;
       // A short read with no record left inside OpenSSL: the socket is drained, and asking
       // again would only cost a read(2) that says EAGAIN.
-      if (static_cast<size_t>(rc) < slices[0].iov_len && !SSL_has_pending(ssl_)) return result;
+      if (static_cast<size_t>(rc) < reserved && !SSL_has_pending(ssl_)) return result;
       continue;
     }
     buffer.commit(slices, 1, 0);
