@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -217,6 +218,10 @@ void Dispatcher::runPosted() {
 
 void Dispatcher::deferredDelete(std::unique_ptr<DeferredDeletable> object) {
   CW_ASSERT(isThreadSafe());
+  if (to_delete_.size() == to_delete_.capacity()) {
+    MemoryAccount::Scope nobody(nullptr);
+    to_delete_.reserve(std::max<size_t>(16, to_delete_.capacity() * 2));
+  }
   to_delete_.push_back(std::move(object));
   if (!deferred_scheduled_) {
     deferred_scheduled_ = true;
@@ -232,9 +237,8 @@ void Dispatcher::clearDeferredDeletes() {
   deferred_scheduled_ = false;
   // Destructors may queue more deletions; keep going until none are left.
   while (!to_delete_.empty()) {
-    std::vector<std::unique_ptr<DeferredDeletable>> batch;
-    batch.swap(to_delete_);
-    batch.clear();
+    deleting_.swap(to_delete_);
+    deleting_.clear();
   }
 }
 

@@ -136,7 +136,10 @@ class Dispatcher {
   ::event* deferred_ev_;
   std::mutex post_mutex_;
   std::vector<std::function<void()>> posted_;  // GUARDED_BY(post_mutex_)
+  // Both keep their capacity between batches (a connection or stream is deleted on most
+  // requests); their storage is charged to no connection's account.
   std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
+  std::vector<std::unique_ptr<DeferredDeletable>> deleting_;
   bool deferred_scheduled_ = false;
   std::atomic<std::thread::id> thread_id_{};
 };
