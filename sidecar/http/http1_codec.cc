@@ -294,10 +294,45 @@ bool parseAuthority(std::string_view authority, std::string* host) {
   return true;
 }
 
-void appendNumber(std::string& out, uint64_t value, int base = 10) {
+// Writes a message head straight into the tail of an output buffer: no string to build and
+// copy on every request. `bound` must cover everything appended; the encoders pass the sizes of
+// the variable parts (fields, target, reason) plus kFixedHeadBytes for their fixed lines.
+class HeadWriter {
+ public:
+  // More than any encoder's fixed parts: "HTTP/1.1 NNN " and CRLF, Content-Length with 20
+  // digits, "Transfer-Encoding: chunked", "Connection: keep-alive", the final CRLF.
+  static constexpr size_t kFixedHeadBytes = 160;
+
+  HeadWriter(network::Buffer& out, size_t bound) : out_(out) {
+    out_.reserve(bound, &slice_, 1);
+    next_ = static_cast<char*>(slice_.iov_base);
+    end_ = next_ + slice_.iov_len;
+  }
+  HeadWriter(const HeadWriter&) = delete;
+  HeadWriter& operator=(const HeadWriter&) = delete;
+
+  void append(std::string_view text) {
+    CW_ASSERT(text.size() <= static_cast<size_t>(end_ - next_));
+    std::memcpy(next_, text.data(), text.size());
+    next_ += text.size();
+  }
+  void push_back(char c) { append(std::string_view(&c, 1)); }
+  // Makes what was written part of the buffer.
+  void commit() {
+    out_.commit(&slice_, 1, static_cast<size_t>(next_ - static_cast<char*>(slice_.iov_base)));
+  }
+
+ private:
+  network::Buffer& out_;
+  iovec slice_{};
+  char* next_;
+  char* end_;
+};
+
+void appendNumber(HeadWriter& out, uint64_t value, int base = 10) {
   char digits[24];
   const auto result = std::to_chars(digits, digits + sizeof(digits), value, base);
-  out.append(digits, result.ptr);
+  out.append(std::string_view(digits, static_cast<size_t>(result.ptr - digits)));
 }
 
 size_t fieldsSize(const HeaderMap& headers) {
@@ -311,7 +346,7 @@ bool isFramingField(std::string_view name) {
   return equalsIgnoreCase(name, "content-length") || equalsIgnoreCase(name, "transfer-encoding");
 }
 
-void appendField(std::string& out, std::string_view name, std::string_view value) {
+void appendField(HeadWriter& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
   out.append(value);
@@ -807,8 +842,7 @@ void Http1ServerCodec::Impl::encodeHeaders(ResponseHead& h, bool end_stream) {
   // An HTTP/1.0 client cannot read an interim response (RFC 9110 §15.2).
   if (interim && http10) return;
 
-  std::string text;
-  text.reserve(64 + reason.size() + fieldsSize(h.headers));
+  HeadWriter text(out, HeadWriter::kFixedHeadBytes + reason.size() + fieldsSize(h.headers));
   text.append("HTTP/1.1 ");
   appendNumber(text, static_cast<uint64_t>(status));
   text.push_back(' ');
@@ -820,7 +854,7 @@ void Http1ServerCodec::Impl::encodeHeaders(ResponseHead& h, bool end_stream) {
     for (const HeaderMap::Field& field : h.headers.fields())
       appendField(text, field.name, field.value);
     text.append("\r\n");
-    out.add(text);
+    text.commit();
     callbacks.writeToConnection(out, false);
     if (interim) return;
     response_started = true;
@@ -866,7 +900,7 @@ void Http1ServerCodec::Impl::encodeHeaders(ResponseHead& h, bool end_stream) {
     text.append("Connection: keep-alive\r\n");
   }
   text.append("\r\n");
-  out.add(text);
+  text.commit();
   callbacks.writeToConnection(out, false);
   if (end_stream) finishResponse();
 }
@@ -1322,8 +1356,8 @@ void Http1ClientCodec::encodeHeaders(const RequestHead& head, ResponseDecoder& d
   impl.phase = Impl::Phase::kHead;
   impl.startHead();
 
-  std::string text;
-  text.reserve(64 + head.method.size() + head.target.size() + fieldsSize(head.headers));
+  HeadWriter text(out, HeadWriter::kFixedHeadBytes + head.method.size() + head.target.size() +
+                           fieldsSize(head.headers));
   text.append(head.method);
   text.push_back(' ');
   text.append(head.target);
@@ -1343,7 +1377,7 @@ void Http1ClientCodec::encodeHeaders(const RequestHead& head, ResponseDecoder& d
   }
   if (!head.keep_alive && !has_connection) text.append("Connection: close\r\n");
   text.append("\r\n");
-  out.add(text);
+  text.commit();
   if (!head.chunked && head.content_length.value_or(0) == 0) impl.request_complete = true;
 }
 
