@@ -29,6 +29,7 @@ sleep 0.3
 cat > "$work/ab.yaml" <<Y
 listeners: [{ name: p, address: "127.0.0.1:$port" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:$app_port"], max_idle_connections: $((CONNS * 2)) }]
+routes: [{ name: default, cluster: app }]
 Y
 hz=$(getconf CLK_TCK)
 # Builds that serve metrics and the admin API have them on, on free ports (as in production);
@@ -46,6 +47,9 @@ run() {  # label binary
   local p=$!
   pids+=($p)
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
+  local code
+  code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/bytes?n=100")
+  [ "$code" = 200 ] || { echo "$1: GET /bytes?n=100 answered $code, not 200" >&2; exit 1; }
   wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port/bytes?n=100" > /dev/null 2>&1
   local before after out reqs
   before=$(awk '{print $14 + $15}' "/proc/$p/stat")
@@ -53,6 +57,7 @@ run() {  # label binary
   after=$(awk '{print $14 + $15}' "/proc/$p/stat")
   kill "$p"; wait "$p" 2>/dev/null
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
+  if grep -q "Non-2xx" <<<"$out"; then echo "$1: wrk saw non-2xx responses: $out" >&2; exit 1; fi
   [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { echo "$1: wrk failed: $out" >&2; return; }
   local ns=$(( (after - before) * 1000000000 / hz / reqs ))
   echo "$1 $ns" >> "$work/results"
