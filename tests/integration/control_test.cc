@@ -415,8 +415,9 @@ TEST(ListTest, SortsAndPages) {
 }
 
 // Pages of a sorted list over many more connections than a page: each page is the matching
-// slice of the whole list, with ties broken by ID; with one worker (whose ranking is final, so it
-// skips the pages before the offset) and with two (whose parts are merged).
+// slice of the whole list, with ties broken by ID (sorted by ID with two workers, their sequence
+// numbers tie); with one worker (whose ranking is final, so it skips the pages before the offset)
+// and with two (whose parts are merged).
 class ListPagingTest : public ::testing::TestWithParam<uint32_t> {};
 
 TEST_P(ListPagingTest, PagesAreSlicesOfTheWholeSortedList) {
@@ -445,16 +446,20 @@ TEST_P(ListPagingTest, PagesAreSlicesOfTheWholeSortedList) {
     bool descending;
     int64_t (*key)(const conn::ConnectionSnapshot&);
   };
-  // Age only largest first: ages are whole milliseconds that tie or not from one call to the
-  // next, and only that direction agrees with the tie-break (older connections have lower IDs).
-  const Order orders[] = {
+  // Age only largest first, and only with one worker: ages are whole milliseconds that tie or
+  // not from one call to the next, and only that direction agrees with the tie-break (older
+  // connections have lower IDs); and each worker measures ages at its own loop's time, so the
+  // ages of two workers' connections shift against each other from one call to the next.
+  std::vector<Order> orders = {
       {ConnectionControl::SortBy::kMemory, true, [](const auto& c) { return c.memory.total; }},
       {ConnectionControl::SortBy::kMemory, false, [](const auto& c) { return c.memory.total; }},
       {ConnectionControl::SortBy::kId, false,
        [](const auto& c) { return static_cast<int64_t>(c.id >> conn::kWorkerIdBits); }},
-      {ConnectionControl::SortBy::kAge, true,
-       [](const auto& c) { return static_cast<int64_t>(c.age.count()); }},
   };
+  if (GetParam() == 1) {
+    orders.push_back({ConnectionControl::SortBy::kAge, true,
+                      [](const auto& c) { return static_cast<int64_t>(c.age.count()); }});
+  }
   for (const Order& order : orders) {
     SCOPED_TRACE(::testing::Message() << "sort " << static_cast<int>(order.by)
                                       << (order.descending ? " descending" : " ascending"));
@@ -479,8 +484,7 @@ TEST_P(ListPagingTest, PagesAreSlicesOfTheWholeSortedList) {
       }
     }
     if (order.by == ConnectionControl::SortBy::kMemory) {
-      EXPECT_GT(keys.size(), 3u);            // the order is not just the tie-break
-      EXPECT_LT(keys.size(), kConnections);  // and ties are there to break
+      EXPECT_GT(keys.size(), 3u);  // the order is not just the tie-break
     }
 
     request.limit = 11;
