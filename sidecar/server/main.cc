@@ -17,6 +17,7 @@
 #include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
+#include "sidecar/server/file_limit.h"
 #include "sidecar/server/metrics.h"
 #include "sidecar/server/server.h"
 
@@ -94,6 +95,18 @@ int run() {
   // writes with write(2), which cannot pass MSG_NOSIGNAL).
   signal(SIGPIPE, SIG_IGN);
 
+  // One descriptor per client connection: the soft limit a process inherits (often 1024) would
+  // cap the connections long before memory does.
+  if (absl::StatusOr<server::FileLimit> files = server::raiseOpenFileLimit(); files.ok()) {
+    if (files->now != files->before) {
+      CW_LOG(kInfo, "open files: soft limit raised from %d to %d", files->before, files->now);
+    } else {
+      CW_LOG(kInfo, "open files: soft limit %d", files->now);
+    }
+  } else {
+    CW_LOG(kWarn, "open files: soft limit not raised: %s; accepting pauses when it is reached",
+           files.status().message());
+  }
   if (!connwarden::event::MemoryAccount::hooksInstalled()) {
     CW_LOG(kWarn, "OpenSSL allocated before connwarden could hook it: TLS memory is not "
                   "attributed to connections");

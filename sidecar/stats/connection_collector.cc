@@ -417,7 +417,8 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
   addGauge(out, "process_open_fds", "Open file descriptors of the process",
            static_cast<double>(process.open_fds));
   addGauge(out, "connwarden_process_open_sockets",
-           "Open sockets of the process (listeners, clients, upstreams, metrics)",
+           "Open sockets of the process (listeners, clients, upstreams, metrics); recounted at "
+           "most every 10 s",
            static_cast<double>(process.open_sockets));
   {
     MetricFamily f = family("connwarden_heap_bytes",

@@ -1,6 +1,6 @@
 // What the process as a whole holds, as the metrics report it: resident memory, descriptors
 // (and how many are sockets, to compare with the registry), the allocator's heap and our slab
-// pools. Read from /proc and glibc at scrape time; any thread.
+// pools. Read from /proc and glibc at scrape time; any thread (thread-safe).
 #pragma once
 
 #include <cstdint>
@@ -9,8 +9,10 @@ namespace connwarden::stats {
 
 struct ProcessStats {
   int64_t resident_bytes = 0;  // RSS (/proc/self/statm)
-  int64_t open_fds = 0;        // entries of /proc/self/fd
-  int64_t open_sockets = 0;    // of those, sockets (listeners, clients, upstreams, this one)
+  int64_t open_fds = 0;        // open descriptors (/proc/self/fd), counted at every call
+  // Of those, sockets (listeners, clients, upstreams, this one). Counting them walks every
+  // descriptor, so it is done at most every 10 s; calls in between repeat the last count.
+  int64_t open_sockets = 0;
   // glibc's mallinfo2 over all arenas: bytes handed out (arena and mmapped blocks), bytes free
   // in the arenas (kept, not given back), bytes mapped for large blocks.
   int64_t heap_in_use_bytes = 0;

@@ -4,7 +4,7 @@
 // open and idle, so that the script can read how much memory the server keeps per idle connection.
 //
 //   connwarden-idle-clients [--tls] [--conns N] [--path PATH] [--in-flight K] [--timeout SECONDS]
-//                           [--close] HOST:PORT
+//                           [--close] [--source ADDR] [--sources S] HOST:PORT
 //
 // Single-threaded, non-blocking sockets on epoll. At most K connections are between connect() and
 // the end of their response at any time, so the server's accept queue never overflows. Once every
@@ -17,6 +17,15 @@
 // SIGTERM or SIGINT, or when stdin reaches end of file if stdin is a pipe or a terminal. With
 // --close, each connection is closed as soon as its response is complete and the program exits
 // after "ready": a warm-up that never has more than K connections open.
+//
+// Source addresses: by default the kernel picks the source address and port of each connection,
+// and one source address has only the ephemeral port range (net.ipv4.ip_local_port_range, ~28 000
+// ports) toward one HOST:PORT. With --source ADDR (and --sources S, default 1), connection i is
+// bound before connect() to ADDR + (i mod S), the S consecutive IPv4 addresses from ADDR (every
+// 127.x.y.z is local on Linux), with IP_BIND_ADDRESS_NO_PORT so that the port is chosen at
+// connect() for the whole 4-tuple and each source address has the full range to itself:
+// 100 000 connections to one port need S >= 4. --sources alone starts from 127.0.0.1. A
+// separate set of sources also lets a script single these connections out by peer address.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <openssl/err.h>
@@ -57,6 +66,8 @@ struct Options {
   int timeout_s = 60;
   bool close = false;
   sockaddr_in address{};
+  in_addr_t first_source = 0;  // host byte order; 0: the kernel picks
+  uint32_t sources = 1;
 };
 
 enum class State { kUnstarted, kConnecting, kHandshake, kSending, kReading, kIdle, kClosed };
@@ -197,6 +208,21 @@ class Clients {
     c.fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (c.fd < 0) return Fail(c, Errno("socket", errno));
     Watch(c.fd, 0, &c - conns_.data(), /*optional=*/false);
+    if (options_.first_source != 0) {
+      const size_t index = &c - conns_.data();
+      sockaddr_in source{};
+      source.sin_family = AF_INET;
+      source.sin_addr.s_addr = htonl(options_.first_source + index % options_.sources);
+      // Without it, bind() would take a port for the source address alone, and the ports of one
+      // address would run out after ~28 000 connections whatever the destination.
+      const int one = 1;
+      if (setsockopt(c.fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one) != 0) {
+        return Fail(c, Errno("setsockopt(IP_BIND_ADDRESS_NO_PORT)", errno));
+      }
+      if (bind(c.fd, reinterpret_cast<const sockaddr*>(&source), sizeof source) != 0) {
+        return Fail(c, Errno("bind", errno));
+      }
+    }
     if (connect(c.fd, reinterpret_cast<const sockaddr*>(&options_.address),
                 sizeof options_.address) == 0) {
       return Step(c);
@@ -382,13 +408,16 @@ class Clients {
   fprintf(stderr,
           "connwarden-idle-clients: %s\n"
           "usage: connwarden-idle-clients [--tls] [--conns N] [--path PATH] [--in-flight K] "
-          "[--timeout SECONDS] [--close] HOST:PORT\n"
+          "[--timeout SECONDS] [--close] [--source ADDR] [--sources S] HOST:PORT\n"
           "  --tls        TLS 1.3, no certificate verification\n"
           "  --conns      connections to open and hold (default 100)\n"
           "  --path       request path (default /)\n"
           "  --in-flight  connections opening at once (default 200)\n"
           "  --timeout    limit for opening all and reading their responses (default 60)\n"
           "  --close      close each connection after its response; exit once all are done\n"
+          "  --source     bind connection i to ADDR + (i mod S) (default: the kernel picks)\n"
+          "  --sources    S consecutive source addresses from ADDR (default 1; alone: from "
+          "127.0.0.1)\n"
           "HOST is an IPv4 address.\n",
           error);
   exit(2);
@@ -421,6 +450,14 @@ Options ParseArgs(int argc, char** argv) {
       options.timeout_s = static_cast<int>(PositiveArg("--timeout", argv[++i]));
     } else if (arg == "--close") {
       options.close = true;
+    } else if (arg == "--source" && has_value) {
+      in_addr source{};
+      if (inet_pton(AF_INET, argv[++i], &source) != 1 || source.s_addr == 0) {
+        Usage("--source needs an IPv4 address, such as 127.0.0.2");
+      }
+      options.first_source = ntohl(source.s_addr);
+    } else if (arg == "--sources" && has_value) {
+      options.sources = static_cast<uint32_t>(PositiveArg("--sources", argv[++i]));
     } else if (arg.substr(0, 2) != "--" && target == nullptr) {
       target = argv[i];
     } else {
@@ -428,6 +465,11 @@ Options ParseArgs(int argc, char** argv) {
     }
   }
   if (target == nullptr) Usage("HOST:PORT missing");
+  if (options.sources > 1 && options.first_source == 0) options.first_source = INADDR_LOOPBACK;
+  if (options.first_source != 0 &&
+      (options.sources > 65536 || options.first_source > UINT32_MAX - options.sources)) {
+    Usage("--source + --sources runs past 255.255.255.255");
+  }
   std::string_view text = target;
   size_t colon = text.rfind(':');
   std::string host(text.substr(0, colon));

@@ -62,8 +62,10 @@ listeners: [{ name: e2e, address: "127.0.0.1:$port" }]
 clusters: [{ name: app, addresses: ["127.0.0.1:$app_port"] }]
 YAML
 metrics_port=$(free_port)
-"$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info --drain-timeout 1500ms \
-  --admin-address 127.0.0.1:0 --metrics-address "127.0.0.1:$metrics_port" 2> "$work/proxy.err" &
+# Started with a low soft limit on open files, which it raises to the hard one (2a).
+(ulimit -Sn 512 && exec "$connwarden" --config "$work/run.yaml" --concurrency 2 --log-level info \
+  --drain-timeout 1500ms --admin-address 127.0.0.1:0 --metrics-address "127.0.0.1:$metrics_port") \
+  2> "$work/proxy.err" &
 proxy=$!
 pids+=($proxy)
 for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
@@ -71,6 +73,13 @@ body=$(curl -s --max-time 5 "http://127.0.0.1:$port/")
 [ "$body" = "hello from connwarden demo" ] || fail "unexpected body '$body'"
 size=$(curl -s --max-time 20 -o /dev/null -w '%{size_download}' "http://127.0.0.1:$port/bytes?n=5000000")
 [ "$size" = 5000000 ] || fail "downloaded $size bytes"
+
+# 2a. The soft limit on open files it was started with (512) is now the hard one, and logged.
+read -r soft hard < <(awk '/^Max open files/ { print $4, $5 }' "/proc/$proxy/limits")
+[ "$hard" != unlimited ] || hard=$(cat /proc/sys/fs/nr_open)
+[ "$soft" = "$hard" ] || fail "open files: soft limit $soft, hard $hard (want the soft raised to the hard)"
+grep -q "open files: soft limit raised from 512 to $hard" "$work/proxy.err" ||
+  fail "no 'open files' line in the log: $(grep -i 'open files' "$work/proxy.err")"
 
 # 2b. Metrics and probes on --metrics-address; the exposition passes promtool; a second process
 #     asking for the same metrics port exits non-zero at start, naming the address.

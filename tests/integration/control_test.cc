@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -412,6 +413,120 @@ TEST(ListTest, SortsAndPages) {
   request.limit = ConnectionControl::kMaxPage + 1;
   EXPECT_EQ(control.list(request, kCall).status().code(), absl::StatusCode::kInvalidArgument);
 }
+
+// Pages of a sorted list over many more connections than a page: each page is the matching
+// slice of the whole list, with ties broken by ID (sorted by ID with two workers, their sequence
+// numbers tie); with one worker (whose ranking is final, so it skips the pages before the offset)
+// and with two (whose parts are merged).
+class ListPagingTest : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(ListPagingTest, PagesAreSlicesOfTheWholeSortedList) {
+  DemoApp app;
+  TestServer server(TestServer::simpleConfig(app.address()), GetParam());
+  ConnectionControl& control = server.server().control();
+  // Request heads not ended yet, of many sizes: their read buffers make memory differ, with ties.
+  constexpr size_t kConnections = 150;
+  std::vector<std::unique_ptr<TestClient>> clients;
+  uint64_t sent = 0;
+  for (size_t i = 0; i < kConnections; ++i) {
+    const std::string head =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-Pad: " + std::string((i * 997) % 9000, 'p');
+    clients.push_back(std::make_unique<TestClient>(server.port()));
+    ASSERT_TRUE(clients.back()->send(head));
+    sent += head.size();
+  }
+  ASSERT_TRUE(waitFor([&] {
+    uint64_t read = 0;
+    for (const auto& c : server.connections()) read += c.bytes_in;
+    return read == sent;
+  }));
+
+  struct Order {
+    ConnectionControl::SortBy by;
+    bool descending;
+    int64_t (*key)(const conn::ConnectionSnapshot&);
+  };
+  // Age only largest first, and only with one worker: ages are whole milliseconds that tie or
+  // not from one call to the next, and only that direction agrees with the tie-break (older
+  // connections have lower IDs); and each worker measures ages at its own loop's time, so the
+  // ages of two workers' connections shift against each other from one call to the next.
+  std::vector<Order> orders = {
+      {ConnectionControl::SortBy::kMemory, true, [](const auto& c) { return c.memory.total; }},
+      {ConnectionControl::SortBy::kMemory, false, [](const auto& c) { return c.memory.total; }},
+      {ConnectionControl::SortBy::kId, false,
+       [](const auto& c) { return static_cast<int64_t>(c.id >> conn::kWorkerIdBits); }},
+  };
+  if (GetParam() == 1) {
+    orders.push_back({ConnectionControl::SortBy::kAge, true,
+                      [](const auto& c) { return static_cast<int64_t>(c.age.count()); }});
+  }
+  for (const Order& order : orders) {
+    SCOPED_TRACE(::testing::Message() << "sort " << static_cast<int>(order.by)
+                                      << (order.descending ? " descending" : " ascending"));
+    ConnectionControl::ListRequest request;
+    request.sort_by = order.by;
+    request.descending = order.descending;
+    request.limit = ConnectionControl::kMaxPage;
+    auto whole = control.list(request, kCall);
+    ASSERT_TRUE(whole.ok());
+    ASSERT_EQ(whole->total, kConnections);
+    ASSERT_EQ(whole->connections.size(), kConnections);
+    std::set<int64_t> keys;
+    for (size_t i = 0; i < kConnections; ++i) {
+      const auto& c = whole->connections[i];
+      keys.insert(order.key(c));
+      if (i == 0) continue;
+      const auto& p = whole->connections[i - 1];
+      if (order.key(p) == order.key(c)) {
+        EXPECT_LT(p.id, c.id) << i;
+      } else {
+        EXPECT_EQ(order.key(p) > order.key(c), order.descending) << i;
+      }
+    }
+    if (order.by == ConnectionControl::SortBy::kMemory) {
+      EXPECT_GT(keys.size(), 3u);  // the order is not just the tie-break
+    }
+
+    request.limit = 11;
+    std::vector<uint64_t> paged;
+    for (request.offset = 0; request.offset < kConnections + 20; request.offset += request.limit) {
+      auto page = control.list(request, kCall);
+      ASSERT_TRUE(page.ok());
+      EXPECT_EQ(page->total, kConnections);
+      EXPECT_EQ(
+          page->connections.size(),
+          std::min<size_t>(request.limit, kConnections - std::min(kConnections, request.offset)));
+      for (const auto& c : page->connections) paged.push_back(c.id);
+    }
+    std::vector<uint64_t> expected;
+    for (const auto& c : whole->connections) expected.push_back(c.id);
+    EXPECT_EQ(paged, expected);
+  }
+
+  // With a selector: total counts the matches, the page is the head of the matching slice.
+  ConnectionControl::ListRequest request;
+  request.sort_by = ConnectionControl::SortBy::kMemory;
+  request.descending = true;
+  request.limit = ConnectionControl::kMaxPage;
+  auto whole = control.list(request, kCall);
+  ASSERT_TRUE(whole.ok());
+  const int64_t threshold = whole->connections[kConnections / 3].memory.total;
+  std::vector<uint64_t> heavy;
+  for (const auto& c : whole->connections) {
+    if (c.memory.total >= threshold) heavy.push_back(c.id);
+  }
+  request.selector.memory_at_least = threshold;
+  request.offset = 5;
+  request.limit = 9;
+  auto page = control.list(request, kCall);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->total, heavy.size());
+  ASSERT_EQ(page->connections.size(), 9u);
+  for (size_t i = 0; i < 9; ++i) EXPECT_EQ(page->connections[i].id, heavy[5 + i]) << i;
+}
+
+INSTANTIATE_TEST_SUITE_P(OneAndTwoWorkers, ListPagingTest, ::testing::Values(1u, 2u),
+                         [](const auto& info) { return info.param == 1 ? "OneWorker" : "TwoWorkers"; });
 
 TEST(PolicyControlTest, ExistingConnectionsPickUpANewPolicyAtOnce) {
   DemoApp app;
