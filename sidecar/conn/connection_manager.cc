@@ -14,8 +14,7 @@ namespace connwarden::conn {
 
 namespace {
 
-// Hibernations and closes within this interval share one malloc_trim(): free() itself gives
-// nothing back (see installAllocatorHooks), so this is how RSS follows what connections hold.
+// Hibernations within this interval share one malloc_trim().
 constexpr std::chrono::milliseconds kTrimInterval{200};
 // Stale entries of the dormant heap may grow to this many plus as many as there are live ones.
 constexpr size_t kDormantHeapSlack = 1024;
@@ -309,11 +308,6 @@ void ConnectionManager::onClosed(ManagedConnection& connection, network::CloseRe
   // Out of the registry in the same step that closed the socket; freed after this callback.
   dispatcher_.deferredDelete(std::move(it->second));
   connections_.erase(it);
-  scheduleTrim();
-}
-
-void ConnectionManager::scheduleTrim() {
-  if (!trim_timer_->enabled()) trim_timer_->enable(kTrimInterval);
 }
 
 void ConnectionManager::accrueDormantTime() {
@@ -332,7 +326,7 @@ std::chrono::nanoseconds ConnectionManager::dormantTime() const {
 
 void ConnectionManager::onHibernated() {
   ++hibernations_;
-  scheduleTrim();
+  if (!trim_timer_->enabled()) trim_timer_->enable(kTrimInterval);
 }
 
 void ConnectionManager::scheduleDormant(ManagedConnection& connection) {

@@ -233,7 +233,6 @@ class ConnectionManager {
  private:
   friend class ManagedConnection;
   void onClosed(ManagedConnection& connection, network::CloseReason reason);
-  void scheduleTrim();
   void onHibernated();
   // Puts a dormant connection's deadline (again) in the heap.
   void scheduleDormant(ManagedConnection& connection);
@@ -250,7 +249,7 @@ class ConnectionManager {
   LifecycleEventSink* sink_ = nullptr;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ManagedConnection>> connections_;
   // Gives memory freed by hibernation back to the system, at most once per interval.
-  std::unique_ptr<event::Timer> trim_timer_;  // malloc_trim() soon after hibernations and closes
+  std::unique_ptr<event::Timer> trim_timer_;
   // Dormant connections: their sockets, and their deadlines as a min-heap (an entry is stale
   // when its connection is gone, awake or rescheduled; stale ones are dropped when popped or
   // when they outnumber the live ones).

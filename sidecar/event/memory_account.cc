@@ -151,14 +151,6 @@ void opensslFree(void* ptr, const char*, int) { deallocate(ptr); }
 // Before any other static initialiser of the program: once OpenSSL or libevent has allocated,
 // their allocators can no longer be replaced.
 __attribute__((constructor(101))) void installAllocatorHooks() {
-  // free() never gives memory back by itself: glibc's automatic trim hands the top of a
-  // worker's heap to the kernel (madvise) whenever a freed block leaves 128 KiB free there, and
-  // the next requests fault the same pages in again. Measured with one worker under wrk -c64:
-  // about 60 trims a second, 40 µs of CPU per proxied request instead of 23. The workers trim
-  // on purpose instead (ConnectionManager: malloc_trim after hibernations and closes, at most
-  // every 200 ms), so RSS still follows what connections hold. Blocks of 128 KiB and more are
-  // still mapped on their own and unmapped when freed.
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const bool openssl = CRYPTO_set_mem_functions(opensslMalloc, opensslRealloc, opensslFree) == 1;
   event_set_mem_functions(libeventMalloc, libeventRealloc, deallocate);
   g_hooks_installed = openssl;
