@@ -66,6 +66,8 @@ EOF
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "control_bench: $*"; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+source "$REPO_ROOT/tests/bench/lib.sh"
 
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
@@ -142,16 +144,6 @@ raise_hard_file_limit() {
   HARD_NOTE="raised by this script from $hard"
 }
 
-# --- Processes -----------------------------------------------------------------------------------
-# Running and not a zombie (and, with a start time, still the same process).
-alive() {
-  local line
-  local -a x
-  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
-  read -ra x <<<"${line##*) }" # after "(comm) ": state(0) ppid(1) ... starttime(19)
-  [[ ${x[0]} != Z && (-z ${2:-} || ${x[19]} == "$2") ]]
-}
-
 # utime + stime of a process, all its threads, in clock ticks.
 cpu_ticks() {
   local line
@@ -179,20 +171,6 @@ tree_pids() {
       q=${parent[$q]:-1}
     done
   done
-}
-
-# SIGTERM to the given pids; SIGKILL to those left after 5 s.
-stop_pids() {
-  local p i any=0
-  kill -TERM "$@" 2>/dev/null
-  for ((i = 0; i < 50; i++)); do
-    any=0
-    for p in "$@"; do alive "$p" && any=1; done
-    ((any)) || break
-    sleep 0.1
-  done
-  ((any)) && kill -KILL "$@" 2>/dev/null
-  return 0
 }
 
 # Stops a process and everything under it. Never `wait`s (see idle_bench.sh: a child that died of
@@ -235,30 +213,6 @@ stop_bg() {
 }
 
 # A free loopback port below the ephemeral range (so no outgoing connection takes it meanwhile).
-TAKEN_PORTS=" "
-free_port() {
-  local i p
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 10000))
-    [[ $TAKEN_PORTS == *" $p "* ]] && continue
-    [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] || continue
-    TAKEN_PORTS+="$p "
-    echo "$p"
-    return 0
-  done
-  die "no free port found in 20000-29999"
-}
-
-wait_accepting() {
-  local pid=$1 port=$2 i
-  for ((i = 0; i < START_TIMEOUT_S * 10; i++)); do
-    alive "$pid" || return 1
-    (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
-
 check_answer() {
   local out
   out=$(curl -s --max-time 5 -o /dev/null -w '%{http_code} %{size_download}' "$1" 2>&1)
@@ -423,29 +377,6 @@ measure_scrapes() {
   log "  /metrics: $SCRAPE_MS ms; $SCRAPE_BYTES bytes; registry $registry, $SCRAPE_SERIES per-connection series"
 }
 
-# --- Data plane ----------------------------------------------------------------------------------
-# wrk output -> "completed elapsed_us p50_us p99_us socket_errors non2xx" (exit 1 if unreadable).
-parse_wrk() {
-  awk '
-    function us(v,   n, unit) {
-      n = v + 0; unit = v; sub(/^[0-9.]+/, "", unit)
-      if (unit == "us") return n
-      if (unit == "ms") return n * 1e3
-      if (unit == "s") return n * 1e6
-      if (unit == "m") return n * 6e7
-      return -1
-    }
-    / requests in / { done = $1; t = $4; sub(/,$/, "", t); elapsed = us(t) }
-    $1 == "50%" { p50 = us($2) }
-    $1 == "99%" { p99 = us($2) }
-    /Socket errors:/ { gsub(/,/, ""); sock = $4 + $6 + $8 + $10 }
-    /Non-2xx or 3xx responses:/ { non2xx = $5 }
-    END {
-      if (done == "" || elapsed <= 0 || p50 == "" || p99 == "") exit 1
-      printf "%d %.0f %.0f %.0f %d %d\n", done, elapsed, p50, p99, sock, non2xx
-    }' "$1"
-}
-
 # A scrape of /metrics at every whole second from now, for at most SECONDS seconds; one line per
 # scrape ("code seconds") in FILE.
 scrape_loop() {
@@ -566,18 +497,6 @@ size() {
     if (b < 10240) printf "%d B", b
     else if (b < 10485760) printf "%.1f KiB", b / 1024
     else printf "%.1f MiB", b / 1048576 }'
-}
-
-binary_info() {
-  local cache build_type="?" sanitize="" rev
-  cache=$(dirname "$CONNWARDEN_BIN")/CMakeCache.txt
-  if [[ -f $cache ]]; then
-    build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
-    grep -q '^CONNWARDEN_SANITIZE:BOOL=ON' "$cache" && sanitize=", SANITIZERS ON"
-  fi
-  rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-  [[ -n $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] && rev+=" + uncommitted changes"
-  echo "build type ${build_type:-?}$sanitize, git $rev"
 }
 
 print_report() {

@@ -68,6 +68,8 @@ EOF
 
 log() { printf '%s\n' "$*" >&2; }
 die() { log "idle_bench: $*"; exit 1; }
+# shellcheck source=tests/bench/lib.sh
+source "$REPO_ROOT/tests/bench/lib.sh"
 
 case "${1:-}" in
   -h | --help) usage; exit 0 ;;
@@ -189,29 +191,6 @@ tree_rss() {
   done
 }
 
-# Running and not a zombie (and, with a start time, still the same process).
-alive() {
-  local line
-  local -a x
-  { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
-  read -ra x <<<"${line##*) }"
-  [[ ${x[0]} != Z && (-z ${2:-} || ${x[19]} == "$2") ]]
-}
-
-# SIGTERM to the given pids; SIGKILL to those left after 5 s.
-stop_pids() {
-  local p i any=0
-  kill -TERM "$@" 2>/dev/null
-  for ((i = 0; i < 50; i++)); do
-    any=0
-    for p in "$@"; do alive "$p" && any=1; done
-    ((any)) || break
-    sleep 0.1
-  done
-  ((any)) && kill -KILL "$@" 2>/dev/null
-  return 0
-}
-
 # Stops a process and everything under it. Never `wait`s: everything is disowned when started
 # (bash still reaps it), because `wait` on a child that died of the same Ctrl-C can block forever
 # inside the exit trap.
@@ -244,32 +223,6 @@ trap 'log "idle_bench: interrupted"; exit 130' INT
 trap 'log "idle_bench: terminated"; exit 143' TERM
 
 # A free loopback port below the ephemeral range (so no outgoing connection takes it meanwhile).
-TAKEN_PORTS=" "
-free_port() {
-  local i p
-  for ((i = 0; i < 500; i++)); do
-    p=$((20000 + RANDOM % 10000))
-    [[ $TAKEN_PORTS == *" $p "* ]] && continue
-    [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]] || continue
-    TAKEN_PORTS+="$p "
-    echo "$p"
-    return 0
-  done
-  die "no free port found in 20000-29999"
-}
-
-# Waits (bounded) until 127.0.0.1:port accepts. Fails if the process dies or the time runs out.
-wait_accepting() {
-  local pid=$1 port=$2 i
-  for ((i = 0; i < START_TIMEOUT_S * 10; i++)); do
-    alive "$pid" || { FAIL_REASON="exited before accepting on 127.0.0.1:$port"; return 1; }
-    (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  FAIL_REASON="not accepting on 127.0.0.1:$port after ${START_TIMEOUT_S}s"
-  return 1
-}
-
 # One GET through the URL: must be 200 with the expected body size. Sets FAIL_REASON otherwise.
 check_answer() {
   local url=$1 out code size
@@ -281,17 +234,6 @@ check_answer() {
 }
 
 last_lines() { [[ -s $1 ]] && tail -n 5 "$1" | sed 's/^/    | /' >&2; }
-
-# --- Upstream and proxies ------------------------------------------------------------------------
-make_cert() {
-  mkdir -p "$WORKDIR/tls"
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
-    -subj /CN=localhost -addext 'subjectAltName=DNS:localhost,IP:127.0.0.1' \
-    -keyout "$WORKDIR/tls/key.pem" -out "$WORKDIR/tls/cert.pem" 2>"$WORKDIR/tls/openssl.log" ||
-    { cat "$WORKDIR/tls/openssl.log" >&2; die "openssl could not make a certificate"; }
-  cat "$WORKDIR/tls/cert.pem" "$WORKDIR/tls/key.pem" >"$WORKDIR/tls/combined.pem" # HAProxy's form
-  CERT=$WORKDIR/tls/cert.pem KEY=$WORKDIR/tls/key.pem COMBINED=$WORKDIR/tls/combined.pem
-}
 
 start_upstream() {
   local out=$WORKDIR/demo-app.out line="" i
@@ -686,18 +628,6 @@ report_mode() {
     "$(size "$per") ($(verdict "$per" "$limit")); a 10 MB response leaves nothing behind" \
     "(retained ≤ idle + 16 KiB): $(size "$ret")" \
     "($(verdict "$ret" "$([[ -n $per ]] && echo $((per + RETAIN_SLACK_BYTES)))"))$note"
-}
-
-binary_info() {
-  local cache build_type="?" sanitize="" rev
-  cache=$(dirname "$CONNWARDEN_BIN")/CMakeCache.txt
-  if [[ -f $cache ]]; then
-    build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:[A-Z]*=//p' "$cache")
-    grep -q '^CONNWARDEN_SANITIZE:BOOL=ON' "$cache" && sanitize=", SANITIZERS ON"
-  fi
-  rev=$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
-  [[ -n $(git -C "$REPO_ROOT" status --porcelain 2>/dev/null) ]] && rev+=" + uncommitted changes"
-  echo "build type ${build_type:-?}$sanitize, git $rev"
 }
 
 print_report() {
