@@ -14,7 +14,7 @@ namespace connwarden::conn {
 
 namespace {
 
-// Hibernations within this interval share one malloc_trim().
+// Hibernations within this interval share one event::trimHeap().
 constexpr std::chrono::milliseconds kTrimInterval{200};
 // Stale entries of the dormant heap may grow to this many plus as many as there are live ones.
 constexpr size_t kDormantHeapSlack = 1024;
@@ -268,7 +268,7 @@ ConnectionManager::ConnectionManager(event::Dispatcher& dispatcher, uint32_t wor
       }) {
   CW_ASSERT(worker_index < kMaxWorkers);
   CW_ASSERT(policies_ != nullptr);
-  trim_timer_ = dispatcher_.createTimer([] { malloc_trim(0); });
+  trim_timer_ = dispatcher_.createTimer([] { event::trimHeap(); });
   dormant_timer_ = dispatcher_.createTimer([this] { onDormantTimer(); });
 }
 

@@ -19,6 +19,7 @@ thread_local MemoryCategory t_category = MemoryCategory::kOther;
 thread_local SlabPool* t_pool = nullptr;
 bool g_hooks_installed = false;
 std::atomic<int64_t> g_live_accounts{0};
+std::atomic<int64_t> g_cached_bytes{0};  // in every thread's ChainCache
 
 // In front of every block from the hooks. 16 bytes keep malloc's alignment for the caller.
 struct alignas(16) BlockHeader {
@@ -134,11 +135,114 @@ void* reallocate(void* ptr, size_t size, MemoryCategory category, Growth growth)
   return grown + 1;
 }
 
+// Spare evbuffer chains, per thread. libevent makes a chain for each run of bytes a buffer takes
+// in, sized to a power of two from 1 KiB (a 16 KiB read slice takes a 32 KiB chain), and frees it
+// once drained: several times per proxied request. Freed to the heap, those blocks came and went
+// at the top of the worker's heap, which glibc then gave back to the kernel (madvise) and took
+// again (page faults) dozens of times a second. A few are kept here instead: bounded, charged to
+// nobody while kept, emptied by trimHeap().
+class ChainCache {
+ public:
+  static constexpr int kMinShift = 10;  // 1 KiB
+  static constexpr int kMaxShift = 15;  // 32 KiB
+  static constexpr int kPerClass = 8;
+  static constexpr size_t kMaxBytes = 192 * 1024;
+
+  // A kept block for a request of `size` bytes, now charged to the current account; or null.
+  void* take(size_t size) {
+    const int c = classOfRequest(size);
+    if (c < 0 || count_[c] == 0) return nullptr;
+    BlockHeader* header = slots_[c][--count_[c]];
+    forget(c);
+    chargeBlock(header, t_account, t_category, blockCost(header));
+    return header + 1;
+  }
+
+  // Keeps a block that libevent frees, if it fits; false otherwise (the caller frees it).
+  bool keep(BlockHeader* header) {
+    if (closed_ || (header->charge & kPooledBit)) return false;
+    const int c = classOfBlock(header);
+    if (c < 0 || count_[c] == kPerClass || bytes_ + (size_t{1} << (c + kMinShift)) > kMaxBytes) {
+      return false;
+    }
+    releaseBlock(header);
+    header->account = nullptr;
+    header->charge = 0;
+    slots_[c][count_[c]++] = header;
+    bytes_ += size_t{1} << (c + kMinShift);
+    g_cached_bytes.fetch_add(static_cast<int64_t>(size_t{1} << (c + kMinShift)),
+                             std::memory_order_relaxed);
+    return true;
+  }
+
+  void flush() {
+    for (int c = 0; c < kClasses; ++c) {
+      while (count_[c] > 0) {
+        std::free(slots_[c][--count_[c]]);
+        forget(c);
+      }
+    }
+  }
+
+  // At thread exit: what is kept goes back to the heap, and nothing more is kept.
+  void close() {
+    closed_ = true;
+    flush();
+  }
+
+ private:
+  static constexpr int kClasses = kMaxShift - kMinShift + 1;
+
+  // libevent asks for exact powers of two.
+  static int classOfRequest(size_t size) {
+    if (size < (size_t{1} << kMinShift) || size > (size_t{1} << kMaxShift)) return -1;
+    if ((size & (size - 1)) != 0) return -1;
+    return __builtin_ctzll(size) - kMinShift;
+  }
+  // A block serves requests of 2^c bytes if it holds at least that much, and was made for one
+  // (a little more than 2^c, never the next power).
+  static int classOfBlock(BlockHeader* header) {
+    const size_t usable = malloc_usable_size(header) - sizeof(BlockHeader);
+    if (usable < (size_t{1} << kMinShift)) return -1;
+    const int shift = 63 - __builtin_clzll(usable);
+    if (shift > kMaxShift || usable - (size_t{1} << shift) >= 64) return -1;
+    return shift - kMinShift;
+  }
+  void forget(int c) {
+    bytes_ -= size_t{1} << (c + kMinShift);
+    g_cached_bytes.fetch_sub(static_cast<int64_t>(size_t{1} << (c + kMinShift)),
+                             std::memory_order_relaxed);
+  }
+
+  BlockHeader* slots_[kClasses][kPerClass];
+  int count_[kClasses];
+  size_t bytes_;
+  bool closed_;
+};
+
+// Trivially destructible, so usable in this thread's last destructors; a separate object
+// empties it when the thread exits.
+thread_local ChainCache t_chains;
+struct ChainCacheCloser {
+  ~ChainCacheCloser() { t_chains.close(); }
+  void arm() {}
+};
+thread_local ChainCacheCloser t_chains_closer;
+
 // libevent's blocks: events and timers (other), or buffer space (network::Buffer says so).
 // libevent grows only structures of the whole loop with realloc (the fd map, the timer heap, the
 // change list, the epoll array): growing them while a connection happens to be current must not
 // charge that connection for the life of the process.
-void* libeventMalloc(size_t size) { return allocate(size, t_category); }
+void* libeventMalloc(size_t size) {
+  if (void* kept = t_chains.take(size)) return kept;
+  return allocate(size, t_category);
+}
+void libeventFree(void* ptr) {
+  if (ptr == nullptr) return;
+  t_chains_closer.arm();  // made on this thread's first free, so that its exit empties the cache
+  if (t_chains.keep(static_cast<BlockHeader*>(ptr) - 1)) return;
+  deallocate(ptr);
+}
 void* libeventRealloc(void* ptr, size_t size) {
   return reallocate(ptr, size, t_category, Growth::kNobody);
 }
@@ -152,11 +256,18 @@ void opensslFree(void* ptr, const char*, int) { deallocate(ptr); }
 // their allocators can no longer be replaced.
 __attribute__((constructor(101))) void installAllocatorHooks() {
   const bool openssl = CRYPTO_set_mem_functions(opensslMalloc, opensslRealloc, opensslFree) == 1;
-  event_set_mem_functions(libeventMalloc, libeventRealloc, deallocate);
+  event_set_mem_functions(libeventMalloc, libeventRealloc, libeventFree);
   g_hooks_installed = openssl;
 }
 
 }  // namespace
+
+void trimHeap() {
+  t_chains.flush();
+  malloc_trim(0);
+}
+
+int64_t spareChainBytes() { return g_cached_bytes.load(std::memory_order_relaxed); }
 
 std::string_view memoryCategoryName(MemoryCategory category) {
   switch (category) {

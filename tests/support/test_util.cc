@@ -30,6 +30,7 @@ extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #include <stdexcept>
 #include <thread>
 
+#include "sidecar/event/memory_account.h"
 #include "sidecar/event/slab_pool.h"
 
 namespace connwarden::testing {
@@ -397,13 +398,16 @@ size_t residentBytes() {
 }
 
 size_t heapInUse() {
-  // Plus the slab pools' chunks, which are mapped apart from malloc's heap.
+  // Plus the slab pools' chunks, which are mapped apart from malloc's heap; less the spare
+  // evbuffer chains the threads keep (charged to no account).
 #ifdef __SANITIZE_ADDRESS__
   // ASan's allocator replaces glibc's; it keeps its own count (of bytes asked for).
-  return __sanitizer_get_current_allocated_bytes() + event::SlabPool::allChunkBytes();
+  return __sanitizer_get_current_allocated_bytes() + event::SlabPool::allChunkBytes() -
+         static_cast<size_t>(event::spareChainBytes());
 #else
   const struct mallinfo2 info = mallinfo2();
-  return info.uordblks + info.hblkhd + event::SlabPool::allChunkBytes();
+  return info.uordblks + info.hblkhd + event::SlabPool::allChunkBytes() -
+         static_cast<size_t>(event::spareChainBytes());
 #endif
 }
 

@@ -3,9 +3,11 @@
 // last charged block.
 #include "sidecar/event/memory_account.h"
 
+#include <event2/buffer.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
 
+#include <cstring>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -89,6 +91,53 @@ TEST(MemoryAccountTest, LibeventBlocksAreCharged) {
   event_base_free(base);
   EXPECT_EQ(account->total(), own);
   account->retire();
+}
+
+// A 16 KiB reservation in an evbuffer: charged to `account`.
+void fillSixteenKiB(evbuffer* buffer, MemoryAccount* account) {
+  MemoryAccount::Scope scope(account);
+  evbuffer_iovec slice;
+  ASSERT_EQ(evbuffer_reserve_space(buffer, 16 * 1024, &slice, 1), 1);
+  std::memset(slice.iov_base, 'x', 16 * 1024);
+  slice.iov_len = 16 * 1024;
+  ASSERT_EQ(evbuffer_commit_space(buffer, &slice, 1), 0);
+}
+
+// libevent's drained chains are kept for the next buffer on the same thread: charged to nobody
+// while kept, to whoever takes one, given back by trimHeap() and when the thread exits.
+TEST(MemoryAccountTest, SpareChainsAreKeptPerThreadAndChargedToWhoeverTakesThem) {
+  const int64_t spare_before = spareChainBytes();
+  std::thread([spare_before] {
+    MemoryAccount* first = MemoryAccount::create();
+    MemoryAccount* second = MemoryAccount::create();
+    const int64_t first_own = first->total();
+    const int64_t second_own = second->total();
+    evbuffer* buffer = evbuffer_new();
+
+    fillSixteenKiB(buffer, first);
+    const int64_t cost = first->total() - first_own;
+    EXPECT_GE(cost, 16 * 1024);
+    evbuffer_drain(buffer, evbuffer_get_length(buffer));
+    EXPECT_EQ(first->total(), first_own);
+    EXPECT_GE(spareChainBytes() - spare_before, 16 * 1024);
+
+    fillSixteenKiB(buffer, second);  // the kept chain, now the second account's
+    EXPECT_EQ(second->total() - second_own, cost);
+    EXPECT_EQ(spareChainBytes(), spare_before);
+    evbuffer_drain(buffer, evbuffer_get_length(buffer));
+    EXPECT_EQ(second->total(), second_own);
+    EXPECT_GT(spareChainBytes(), spare_before);
+    trimHeap();
+    EXPECT_EQ(spareChainBytes(), spare_before);
+
+    fillSixteenKiB(buffer, first);
+    evbuffer_drain(buffer, evbuffer_get_length(buffer));
+    EXPECT_GT(spareChainBytes(), spare_before);  // kept again, until the thread ends
+    evbuffer_free(buffer);
+    first->retire();
+    second->retire();
+  }).join();
+  EXPECT_EQ(spareChainBytes(), spare_before);
 }
 
 TEST(MemoryAccountTest, ScopesNest) {
