@@ -1,6 +1,7 @@
 #include "sidecar/conn/connection_manager.h"
 
 #include <malloc.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -238,6 +239,14 @@ std::pair<event::MonotonicTime, network::CloseReason> ManagedConnection::dormant
   return earliest;
 }
 
+bool ManagedConnection::closesAsleep() const {
+  // TLS wakes, to say close_notify; and so does a socket with bytes the peer sent since it
+  // slept, so that the session reads them (closing over unread bytes would reset the peer).
+  if (!dormant() || dormant_transport_ != nullptr) return false;
+  int unread = 0;
+  return ::ioctl(dormant_fd_, FIONREAD, &unread) == 0 && unread == 0;
+}
+
 void ManagedConnection::closeDormant(network::CloseReason reason, bool abort) {
   CW_ASSERT(dormant());
   manager_.accrueDormantTime();
@@ -445,6 +454,14 @@ CommandResult ConnectionManager::drain(uint64_t id,
   if (connection == nullptr) return result;
   ++drains_;
   result.state_before = connection->state();
+  if (connection->closesAsleep()) {
+    // What waking it would come to (an idle connection closes at once), without making a
+    // session only to close it: a drain by selector over many thousands held the worker 37 µs
+    // per connection that way.
+    connection->closeDormant(reason, /*abort=*/false);
+    result.outcome = CommandResult::Outcome::kClosed;
+    return result;
+  }
   http::ServerSession& session = connection->session();
   event::MemoryAccount::Scope scope(session.connection().memoryAccount());
   session.drain(reason, deadline.value_or(session.policy().drain_timeout));

@@ -107,7 +107,8 @@ class ConnectionManager;
 // freed, and the socket (with its TLS state, if any) waits in the manager's DormantPoll, its
 // deadlines in the manager's heap. What is left is this record and the account, both from slab
 // pools kept apart from the general heap. The next bytes (or the peer's FIN) wake it into a new
-// session; an operator's drain wakes it too; kill, timeouts and shutdown close it as it lies.
+// session. Kill, timeouts and shutdown close it as it lies; so does an operator's drain when it
+// is plain and nothing has arrived since it slept (otherwise the drain wakes it first).
 class ManagedConnection : public event::DeferredDeletable, private http::SessionObserver {
  public:
   // Takes ownership of `account` (retired when this is destroyed).
@@ -150,6 +151,8 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   void wake();
   // The earliest deadline of a dormant connection under its current policy, and what it is.
   std::pair<event::MonotonicTime, network::CloseReason> dormantDeadline() const;
+  // Dormant, plain, and nothing unread on its socket: a drain may close it as it lies.
+  bool closesAsleep() const;
   // Closes a dormant connection as it lies (abortive with `abort`); it leaves the registry.
   void closeDormant(network::CloseReason reason, bool abort);
 
