@@ -85,7 +85,10 @@ http::ServerSession& ManagedConnection::session() {
 }
 
 ConnectionSnapshot ManagedConnection::snapshot() const {
-  const event::MonotonicTime now = manager_.dispatcher().now();
+  return snapshot(manager_.dispatcher().now());
+}
+
+ConnectionSnapshot ManagedConnection::snapshot(event::MonotonicTime now) const {
   ConnectionSnapshot out;
   out.id = id_;
   out.worker = manager_.workerIndex();

@@ -133,6 +133,9 @@ class ManagedConnection : public event::DeferredDeletable, private http::Session
   const network::ListenerShared& listener() const { return listener_; }
   const event::MemoryAccount& memoryAccount() const { return *account_; }
   ConnectionSnapshot snapshot() const;
+  // As of `now`: a list takes every snapshot at the instant it ranked them by, so that the ages
+  // and idle times it shows agree with its order.
+  ConnectionSnapshot snapshot(event::MonotonicTime now) const;
   bool matches(const ConnectionSelector& selector, event::MonotonicTime now) const;
   // Re-reads this connection's policy from the manager's current table.
   void refreshPolicy();

@@ -197,7 +197,7 @@ absl::StatusOr<ConnectionControl::ListResult> ConnectionControl::list(
         Part part;
         part.total = ranked.size();
         for (size_t i = skip; i < keep; ++i) {
-          part.connections.push_back(ranked[i].connection->snapshot());
+          part.connections.push_back(ranked[i].connection->snapshot(now));
         }
         return part;
       },
