@@ -518,31 +518,30 @@ std::vector<CommandResult> ConnectionManager::killMatching(const ConnectionSelec
   return results;
 }
 
-void ConnectionManager::drainAll(network::CloseReason reason,
-                                 std::chrono::milliseconds deadline) {
+void ConnectionManager::endAll(network::CloseReason reason,
+                               const std::function<void(uint64_t, ManagedConnection&)>& awake) {
   for (uint64_t id : idsMatching({})) {
     ManagedConnection* connection = find(id);
     if (connection == nullptr) continue;
-    // Idle and asleep: closed as they lie, rather than all woken at once to be closed.
+    // Asleep: closed as they lie, rather than all woken at once to be closed.
     if (connection->dormant()) {
       connection->closeDormant(reason, /*abort=*/false);
     } else {
-      drain(id, deadline, reason);
+      awake(id, *connection);
     }
   }
 }
 
+void ConnectionManager::drainAll(network::CloseReason reason,
+                                 std::chrono::milliseconds deadline) {
+  endAll(reason, [&](uint64_t id, ManagedConnection&) { drain(id, deadline, reason); });
+}
+
 void ConnectionManager::closeAll(network::CloseReason reason) {
-  for (uint64_t id : idsMatching({})) {
-    ManagedConnection* connection = find(id);
-    if (connection == nullptr) continue;
-    if (connection->dormant()) {
-      connection->closeDormant(reason, /*abort=*/false);
-    } else {
-      event::MemoryAccount::Scope scope(connection->session().connection().memoryAccount());
-      connection->session().close(reason, false);
-    }
-  }
+  endAll(reason, [&](uint64_t, ManagedConnection& connection) {
+    event::MemoryAccount::Scope scope(connection.session().connection().memoryAccount());
+    connection.session().close(reason, false);
+  });
 }
 
 void ConnectionManager::setPolicies(PolicyTablePtr policies) {

@@ -239,6 +239,9 @@ class ConnectionManager {
  private:
   friend class ManagedConnection;
   void onClosed(ManagedConnection& connection, network::CloseReason reason);
+  // Shutdown: every dormant connection closes as it lies; `awake` ends each of the others.
+  void endAll(network::CloseReason reason,
+              const std::function<void(uint64_t, ManagedConnection&)>& awake);
   void onHibernated();
   // Puts a dormant connection's deadline (again) in the heap.
   void scheduleDormant(ManagedConnection& connection);

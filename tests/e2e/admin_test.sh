@@ -5,12 +5,8 @@
 # SIGTERM still exits 0 with the admin API up.
 set -euo pipefail
 connwarden=$1
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/e2e/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 cat > "$work/run.yaml" <<YAML
 listeners: [{ address: "127.0.0.1:0" }]

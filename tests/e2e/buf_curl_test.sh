@@ -7,12 +7,8 @@ set -euo pipefail
 connwarden=$1
 demo_app=$2
 buf=${CONNWARDEN_BUF:-$(cd "$(dirname "$0")/../.." && pwd)/.tools/node_modules/.bin/buf}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/e2e/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 [ -x "$buf" ] || fail "buf not found at $buf (make tools installs it)"
 
 "$demo_app" --port 0 > "$work/app.out" 2>&1 &

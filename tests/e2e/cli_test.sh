@@ -4,12 +4,8 @@
 # --drain-timeout is cut, new connections are refused, exit 0.
 set -euo pipefail
 connwarden=$1 demo_app=$2
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/e2e/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 
 # 1. --validate: a good file passes, bad ones exit 2 naming the field.
 cat > "$work/good.yaml" <<YAML

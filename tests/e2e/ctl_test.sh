@@ -6,12 +6,8 @@
 # 2 usage (bad selector, CIDR, duration, ID, command).
 set -euo pipefail
 connwarden=$1 demo_app=$2 ctl=${3:-$(dirname "$1")/connwardenctl}
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=tests/e2e/lib/common.sh
+source "$(dirname "$0")/lib/common.sh"
 expect_code() {  # code, command...: runs it, output in $out
   local want=$1; shift
   set +e; out=$("$@" 2>&1); local code=$?; set -e
