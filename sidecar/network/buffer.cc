@@ -2,6 +2,8 @@
 
 #include <event2/buffer.h>
 
+#include <algorithm>
+
 #include "sidecar/event/dispatcher.h"
 #include "sidecar/event/memory_account.h"
 
@@ -42,15 +44,33 @@ void Buffer::add(const void* data, size_t len) {
 }
 
 void Buffer::move(Buffer& other) {
-  if (other.empty()) return;
+  const size_t len = other.length();
+  if (len == 0) return;
   BufferMemory memory(kBuffers);
+  if (len <= kCopyLimit && !empty() && copyFrom(other, len)) return;
   CW_ASSERT(evbuffer_add_buffer(get(), other.buf_) == 0);
 }
 
 void Buffer::move(Buffer& other, size_t len) {
   if (len == 0) return;
   BufferMemory memory(kBuffers);
+  if (len <= kCopyLimit && !empty() && copyFrom(other, len)) return;
   CW_ASSERT(evbuffer_remove_buffer(other.buf_, get(), len) == static_cast<int>(len));
+}
+
+bool Buffer::copyFrom(Buffer& other, size_t len) {
+  evbuffer_iovec slices[4];
+  const int n = evbuffer_peek(other.buf_, static_cast<ssize_t>(len), nullptr, slices, 4);
+  if (n > 4) return false;
+  size_t left = len;
+  for (int i = 0; i < n && left > 0; ++i) {
+    const size_t take = std::min(left, slices[i].iov_len);
+    CW_ASSERT(evbuffer_add(buf_, slices[i].iov_base, take) == 0);
+    left -= take;
+  }
+  CW_ASSERT(left == 0);
+  evbuffer_drain(other.buf_, len);
+  return true;
 }
 
 void Buffer::drain(size_t len) {

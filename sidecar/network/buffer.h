@@ -17,6 +17,15 @@ namespace connwarden::network {
 
 class Buffer {
  public:
+  // What a read should reserve: a slice libevent makes in one 16 KiB block, its chain header
+  // included (a round 16 KiB would take a 32 KiB block, half of it never used).
+  static constexpr size_t kReadSlice = 16 * 1024 - 64;
+  // Up to this many bytes, move() copies into this buffer's last slice instead of linking the
+  // other buffer's slices, when this one is not empty: a small body then shares its head's
+  // slice (one iovec, one TLS record) and the 16 KiB slice it was read into is free at once,
+  // rather than held by every response waiting for its write.
+  static constexpr size_t kCopyLimit = 4096;
+
   Buffer() = default;
   ~Buffer();
   Buffer(const Buffer&) = delete;
@@ -29,7 +38,7 @@ class Buffer {
   void add(std::string_view data) { add(data.data(), data.size()); }
   // Moves all of `other` to the end of this buffer, leaving `other` empty.
   void move(Buffer& other);
-  // Moves the first `len` bytes of `other` to the end of this buffer.
+  // Moves the first `len` bytes (len <= other.length()) of `other` to the end of this buffer.
   void move(Buffer& other, size_t len);
   void drain(size_t len);
 
@@ -54,6 +63,9 @@ class Buffer {
 
  private:
   evbuffer* get();
+  // Copies the first `len` bytes of `other` here and drains them there; false (nothing done)
+  // if they span too many slices.
+  bool copyFrom(Buffer& other, size_t len);
   evbuffer* buf_ = nullptr;
 };
 

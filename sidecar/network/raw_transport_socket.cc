@@ -7,22 +7,19 @@
 
 namespace connwarden::network {
 
-namespace {
-// One read syscall per readiness event: a 16 KiB slice is enough for a request head and keeps
-// an idle connection's buffer small; bigger bodies take several events (level-triggered).
-constexpr uint64_t kReadSlice = 16 * 1024;
-}  // namespace
-
 IoResult RawTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
   IoResult result;
   while (result.bytes < max_bytes) {
+    // Up to 16 KiB per read(2) (Buffer::kReadSlice): enough for a request head; bigger bodies
+    // take several, up to max_bytes.
     iovec slices[2];
-    const int n = buffer.reserve(kReadSlice, slices, 2);
+    const int n = buffer.reserve(Buffer::kReadSlice, slices, 2);
     size_t reserved = 0;
     for (int i = 0; i < n; ++i) reserved += slices[i].iov_len;
     ssize_t rc;
     do {
-      rc = ::readv(callbacks_->fd(), slices, n);
+      rc = n == 1 ? ::recv(callbacks_->fd(), slices[0].iov_base, slices[0].iov_len, 0)
+                  : ::readv(callbacks_->fd(), slices, n);
     } while (rc < 0 && errno == EINTR);
     if (rc > 0) {
       buffer.commit(slices, n, static_cast<size_t>(rc));
@@ -54,7 +51,10 @@ IoResult RawTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
     msg.msg_iovlen = n;
     ssize_t rc;
     do {
-      rc = ::sendmsg(callbacks_->fd(), &msg, MSG_NOSIGNAL);
+      // A single slice (a head and its small body share one): send(2) spares the kernel the
+      // msghdr and iovec copies.
+      rc = n == 1 ? ::send(callbacks_->fd(), slices[0].iov_base, slices[0].iov_len, MSG_NOSIGNAL)
+                  : ::sendmsg(callbacks_->fd(), &msg, MSG_NOSIGNAL);
     } while (rc < 0 && errno == EINTR);
     if (rc < 0) {
       if (errno != EAGAIN) {
