@@ -136,17 +136,19 @@ void* reallocate(void* ptr, size_t size, MemoryCategory category, Growth growth)
 }
 
 // Spare evbuffer chains, per thread. libevent makes a chain for each run of bytes a buffer takes
-// in, sized to a power of two from 1 KiB (a 16 KiB read slice takes a 32 KiB chain), and frees it
-// once drained: several times per proxied request. Freed to the heap, those blocks came and went
-// at the top of the worker's heap, which glibc then gave back to the kernel (madvise) and took
-// again (page faults) dozens of times a second. A few are kept here instead: bounded, charged to
-// nobody while kept, emptied by trimHeap().
+// in, sized to a power of two from 1 KiB, and frees it once drained: several times per proxied
+// request. Freed to the heap, those blocks came and went at the top of the worker's heap, which
+// glibc then gave back to the kernel (madvise) and took again (page faults) dozens of times a
+// second; and a 1 KiB chain with our block header is just past glibc's per-thread cache, so each
+// took its slower paths. A few are kept here instead: up to 64 KiB per size (64 of 1 KiB, enough
+// for a response head pending on every connection of a busy batch; 2 of 32 KiB), at most
+// 384 KiB in all, charged to nobody while kept, emptied by trimHeap().
 class ChainCache {
  public:
   static constexpr int kMinShift = 10;  // 1 KiB
   static constexpr int kMaxShift = 15;  // 32 KiB
-  static constexpr int kPerClass = 8;
-  static constexpr size_t kMaxBytes = 192 * 1024;
+  static constexpr size_t kClassBytes = 64 * 1024;
+  static constexpr int kMaxPerClass = kClassBytes >> kMinShift;
 
   // A kept block for a request of `size` bytes, now charged to the current account; or null.
   void* take(size_t size) {
@@ -162,14 +164,11 @@ class ChainCache {
   bool keep(BlockHeader* header) {
     if (closed_ || (header->charge & kPooledBit)) return false;
     const int c = classOfBlock(header);
-    if (c < 0 || count_[c] == kPerClass || bytes_ + (size_t{1} << (c + kMinShift)) > kMaxBytes) {
-      return false;
-    }
+    if (c < 0 || count_[c] == static_cast<int>(kClassBytes >> (c + kMinShift))) return false;
     releaseBlock(header);
     header->account = nullptr;
     header->charge = 0;
     slots_[c][count_[c]++] = header;
-    bytes_ += size_t{1} << (c + kMinShift);
     g_cached_bytes.fetch_add(static_cast<int64_t>(size_t{1} << (c + kMinShift)),
                              std::memory_order_relaxed);
     return true;
@@ -209,14 +208,12 @@ class ChainCache {
     return shift - kMinShift;
   }
   void forget(int c) {
-    bytes_ -= size_t{1} << (c + kMinShift);
     g_cached_bytes.fetch_sub(static_cast<int64_t>(size_t{1} << (c + kMinShift)),
                              std::memory_order_relaxed);
   }
 
-  BlockHeader* slots_[kClasses][kPerClass];
+  BlockHeader* slots_[kClasses][kMaxPerClass];
   int count_[kClasses];
-  size_t bytes_;
   bool closed_;
 };
 

@@ -32,7 +32,7 @@ std::string_view memoryCategoryName(MemoryCategory category);
 // this thread keeps (memory_account.cc). A worker calls it soon after connections hibernate.
 void trimHeap();
 // Bytes of spare evbuffer chains kept by all threads: heap in use that no account is charged
-// for (at most 192 KiB a thread).
+// for (at most 384 KiB a thread).
 int64_t spareChainBytes();
 
 class MemoryAccount {
