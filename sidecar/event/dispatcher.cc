@@ -19,15 +19,6 @@ void assertFailed(const char* cond, const char* file, int line) {
   std::abort();
 }
 
-namespace {
-timeval toTimeval(std::chrono::milliseconds ms) {
-  timeval tv;
-  tv.tv_sec = ms.count() / 1000;
-  tv.tv_usec = (ms.count() % 1000) * 1000;
-  return tv;
-}
-}  // namespace
-
 // --- Timer ------------------------------------------------------------------------------------
 
 static_assert(sizeof(::event) <= sizeof(EventStorage) && alignof(::event) <= alignof(EventStorage));
@@ -36,19 +27,44 @@ Timer::Timer(event_base* base, std::function<void()> cb) : cb_(std::move(cb)) {
   CW_ASSERT(evtimer_assign(ev_.get(), base, &Timer::onFire, this) == 0);
 }
 
-Timer::~Timer() { evtimer_del(ev_.get()); }
-
-void Timer::enable(std::chrono::milliseconds after) {
-  timeval tv = toTimeval(after);
-  evtimer_add(ev_.get(), &tv);
+Timer::~Timer() {
+  if (armed_) evtimer_del(ev_.get());
 }
 
-void Timer::disable() { evtimer_del(ev_.get()); }
+void Timer::enable(std::chrono::milliseconds after) {
+  const auto now = std::chrono::steady_clock::now();
+  deadline_ = now + after;
+  enabled_ = true;
+  // libevent already fires no later than the new deadline: onFire sets it for the rest then.
+  if (armed_ && armed_for_ <= deadline_) return;
+  arm(now);
+}
 
-bool Timer::enabled() const { return evtimer_pending(ev_.get(), nullptr) != 0; }
+void Timer::arm(std::chrono::steady_clock::time_point now) {
+  using std::chrono::microseconds;
+  // Rounded up: libevent must not fire before the deadline (if it does, onFire sets it again).
+  const int64_t left =
+      deadline_ <= now
+          ? 0
+          : std::chrono::ceil<microseconds>(deadline_ - now).count();
+  timeval tv;
+  tv.tv_sec = static_cast<time_t>(left / 1000000);
+  tv.tv_usec = static_cast<suseconds_t>(left % 1000000);
+  evtimer_add(ev_.get(), &tv);
+  armed_ = true;
+  armed_for_ = deadline_;
+}
 
 void Timer::onFire(int, short, void* arg) {
   auto* self = static_cast<Timer*>(arg);
+  self->armed_ = false;
+  if (!self->enabled_) return;  // cancelled since it was set
+  const auto now = std::chrono::steady_clock::now();
+  if (now < self->deadline_) {
+    self->arm(now);  // pushed back since it was set
+    return;
+  }
+  self->enabled_ = false;
   self->cb_();  // may destroy self
 }
 

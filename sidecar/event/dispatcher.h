@@ -35,6 +35,12 @@ struct alignas(16) EventStorage {
 
 // A one-shot timer. Destroying it cancels it. Callbacks run on the dispatcher's thread and may
 // destroy the Timer itself.
+//
+// Lazy: per request a connection's timers are set, pushed back and cancelled several times, and
+// each of those was an insert into or removal from libevent's timer heap. Now a later deadline
+// than the one libevent holds, or a cancel, only changes a field; libevent's timer fires at its
+// own time, and then either runs the callback (due), sets itself for the rest (pushed back), or
+// does nothing (cancelled). Only an earlier deadline reaches libevent at once.
 class Timer {
  public:
   Timer(::event_base* base, std::function<void()> cb);
@@ -43,12 +49,18 @@ class Timer {
   Timer& operator=(const Timer&) = delete;
 
   void enable(std::chrono::milliseconds after);
-  void disable();
-  bool enabled() const;
+  void disable() { enabled_ = false; }
+  bool enabled() const { return enabled_; }
 
  private:
   static void onFire(int, short, void* arg);
+  void arm(std::chrono::steady_clock::time_point now);
+
   std::function<void()> cb_;
+  std::chrono::steady_clock::time_point deadline_{};  // while enabled_
+  std::chrono::steady_clock::time_point armed_for_{};  // while armed_: when libevent fires
+  bool enabled_ = false;
+  bool armed_ = false;  // libevent's timer is pending
   EventStorage ev_;
 };
 

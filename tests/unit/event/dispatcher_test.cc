@@ -52,6 +52,71 @@ TEST(DispatcherTest, TimersFireInDeadlineOrderAndCanBeCancelled) {
   EXPECT_EQ(fired, (std::vector<std::string>{"early", "late"}));
 }
 
+// Timers are lazy (a later deadline or a cancel does not reach libevent): what a caller sees
+// must not change. Elapsed times are measured from the first enable().
+TEST(DispatcherTest, APushedBackTimerFiresAtItsNewDeadline) {
+  Dispatcher dispatcher("test");
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::duration fired_after{};
+  int fires = 0;
+  auto timer = dispatcher.createTimer([&] {
+    ++fires;
+    fired_after = std::chrono::steady_clock::now() - start;
+  });
+  timer->enable(std::chrono::milliseconds(10));
+  timer->enable(std::chrono::milliseconds(80));  // libevent still fires at 10 ms
+  auto stop = dispatcher.createTimer([&] { dispatcher.exit(); });
+  stop->enable(std::chrono::milliseconds(200));
+  dispatcher.run();
+  EXPECT_EQ(fires, 1);
+  EXPECT_GE(fired_after, std::chrono::milliseconds(80));
+}
+
+TEST(DispatcherTest, ABroughtForwardTimerFiresAtItsNewDeadline) {
+  Dispatcher dispatcher("test");
+  const auto start = std::chrono::steady_clock::now();
+  auto timer = dispatcher.createTimer([&] { dispatcher.exit(); });
+  timer->enable(std::chrono::seconds(5));
+  timer->enable(std::chrono::milliseconds(10));
+  dispatcher.run();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+TEST(DispatcherTest, ACancelledTimerEnabledAgainFiresOnceAtTheNewDeadline) {
+  Dispatcher dispatcher("test");
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::chrono::steady_clock::duration> fired;
+  auto timer = dispatcher.createTimer(
+      [&] { fired.push_back(std::chrono::steady_clock::now() - start); });
+  timer->enable(std::chrono::milliseconds(10));
+  timer->disable();
+  EXPECT_FALSE(timer->enabled());
+  timer->enable(std::chrono::milliseconds(50));
+  EXPECT_TRUE(timer->enabled());
+  auto stop = dispatcher.createTimer([&] { dispatcher.exit(); });
+  stop->enable(std::chrono::milliseconds(150));
+  dispatcher.run();
+  ASSERT_EQ(fired.size(), 1u);
+  EXPECT_GE(fired[0], std::chrono::milliseconds(50));
+  EXPECT_FALSE(timer->enabled());
+}
+
+TEST(DispatcherTest, ATimerCanSetItselfAgainFromItsCallback) {
+  Dispatcher dispatcher("test");
+  int fires = 0;
+  std::unique_ptr<Timer> timer;
+  timer = dispatcher.createTimer([&] {
+    if (++fires == 3) {
+      dispatcher.exit();
+      return;
+    }
+    timer->enable(std::chrono::milliseconds(5));
+  });
+  timer->enable(std::chrono::milliseconds(5));
+  dispatcher.run();
+  EXPECT_EQ(fires, 3);
+}
+
 struct Tracked : DeferredDeletable {
   explicit Tracked(bool* deleted) : deleted(deleted) {}
   ~Tracked() override { *deleted = true; }
