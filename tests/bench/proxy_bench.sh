@@ -370,7 +370,7 @@ upstream_conns() {
 }
 
 # Runs wrk against one proxy in one mode; with a label, records the result for the report.
-declare -A RPS P50 P99 CPU ERRORS FAILED_RUNS NEW_UPSTREAM
+declare -A RPS P50 P99 CPU ERRORS FAILED_RUNS NEW_UPSTREAM BY_ROUND
 run_wrk() {
   local mode=$1 name=$2 duration=$3 label=${4:-} out=$WORKDIR/wrk.out rc
   local ticks0 ticks1 completed elapsed p50 p99 sock non2xx ok rps cpu conns0 conns1 new_conns
@@ -415,6 +415,8 @@ run_wrk() {
     'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }')
   RPS[$key]+="$rps " P50[$key]+="$p50 " P99[$key]+="$p99 "
   [[ $cpu != nan ]] && CPU[$key]+="$cpu "
+  # By round too ($round is the caller's loop variable), for ratios paired within a round.
+  BY_ROUND[$key/$round]="$rps $cpu $p99"
   ERRORS[$key]=$((${ERRORS[$key]:-0} + sock + non2xx))
   NEW_UPSTREAM[$key]=$((${NEW_UPSTREAM[$key]:-0} + new_conns))
   log "$(printf '  %s %-5s %-10s %9.0f req/s  p50 %6d us  p99 %7d us  CPU %6s us/req  errors %d  new upstream conns %d' \
@@ -433,6 +435,10 @@ spread() { # (max - min) / median, in percent, rounded
   printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 }
     END { m = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
           if (NR > 0 && m > 0) printf "%.0f", (v[NR] - v[1]) * 100 / m }'
+}
+range_of() { # "min–max"
+  # shellcheck disable=SC2086
+  printf '%s\n' $1 | sort -g | awk '{ v[NR] = $1 } END { if (NR > 0) printf "%s–%s", v[1], v[NR] }'
 }
 MAX_SPREAD_PCT=20 # above it, the machine was too busy for the ratios to mean much
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a != "" && b != "" && b > 0) printf "%.2f", a / b; else print "–" }'; }
@@ -512,6 +518,30 @@ report_mode() {
   echo "Targets vs HAProxy: req/s ${r_rps}× (≥ 1.10: $(verdict "$r_rps" '>=' 1.10))," \
     "CPU/request ${r_cpu}× (≤ 0.80: $(verdict "$r_cpu" '<=' 0.80))," \
     "p99 ${r_p99}× (≤ 1.00: $(verdict "$r_p99" '<=' 1.00))$note"
+  paired_ratios "$mode"
+}
+
+# connwarden ÷ HAProxy within each round, whose runs are minutes apart at most: the machine's
+# speed drifts between rounds (other guests on the host), which ratios of medians do not cancel.
+paired_ratios() {
+  local mode=$1 r cw hp rps_list="" cpu_list="" p99_list="" n=0
+  local c_rps c_cpu c_p99 h_rps h_cpu h_p99
+  for ((r = 0; r < ROUNDS; r++)); do
+    cw=${BY_ROUND[$mode/connwarden/$r]:-}
+    hp=${BY_ROUND[$mode/haproxy/$r]:-}
+    [[ -n $cw && -n $hp ]] || continue
+    read -r c_rps c_cpu c_p99 <<<"$cw"
+    read -r h_rps h_cpu h_p99 <<<"$hp"
+    rps_list+="$(ratio "$c_rps" "$h_rps") " p99_list+="$(ratio "$c_p99" "$h_p99") "
+    [[ $c_cpu != nan && $h_cpu != nan ]] && cpu_list+="$(ratio "$c_cpu" "$h_cpu") "
+    n=$((n + 1))
+  done
+  ((n > 1)) || return 0
+  echo
+  echo "Paired by round (connwarden ÷ HAProxy in the same round, median and range over $n rounds):" \
+    "req/s $(fmt "$(median "$rps_list")" %.2f)× ($(range_of "$rps_list"))," \
+    "CPU/request $(fmt "$(median "$cpu_list")" %.2f)× ($(range_of "$cpu_list"))," \
+    "p99 $(fmt "$(median "$p99_list")" %.2f)× ($(range_of "$p99_list"))"
 }
 
 print_report() {
