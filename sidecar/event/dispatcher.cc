@@ -44,9 +44,7 @@ void Timer::arm(std::chrono::steady_clock::time_point now) {
   using std::chrono::microseconds;
   // Rounded up: libevent must not fire before the deadline (if it does, onFire sets it again).
   const int64_t left =
-      deadline_ <= now
-          ? 0
-          : std::chrono::ceil<microseconds>(deadline_ - now).count();
+      deadline_ <= now ? 0 : std::chrono::ceil<microseconds>(deadline_ - now).count();
   timeval tv;
   tv.tv_sec = static_cast<time_t>(left / 1000000);
   tv.tv_usec = static_cast<suseconds_t>(left % 1000000);
