@@ -45,7 +45,7 @@ run() {  # label binary
   "$2" --config "$work/ab.yaml" --concurrency 1 --log-level warn $(side_flags "$2") \
     > /dev/null 2>&1 &
   local p=$!
-  pids+=($p)
+  pids+=("$p")
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.05; done
   local code
   code=$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/bytes?n=100")
@@ -58,7 +58,7 @@ run() {  # label binary
   kill "$p"; wait "$p" 2>/dev/null
   reqs=$(awk '/requests in/ {print $1}' <<<"$out")
   if grep -q "Non-2xx" <<<"$out"; then echo "$1: wrk saw non-2xx responses: $out" >&2; exit 1; fi
-  [ -n "$reqs" ] && [ "$reqs" -gt 0 ] || { echo "$1: wrk failed: $out" >&2; return; }
+  if [ -z "$reqs" ] || [ "$reqs" -eq 0 ]; then echo "$1: wrk failed: $out" >&2; return; fi
   local ns=$(( (after - before) * 1000000000 / hz / reqs ))
   echo "$1 $ns" >> "$work/results"
   printf '%-4s %8.1f µs/req  %8d requests\n' "$1" "$(bc -l <<<"$ns / 1000")" "$reqs"

@@ -64,16 +64,9 @@ Environment (current value):
 EOF
 }
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "control_bench: $*"; exit 1; }
 # shellcheck source=tests/bench/lib.sh
 source "$REPO_ROOT/tests/bench/lib.sh"
-
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  '') ;;
-  *) usage >&2; exit 1 ;;
-esac
+only_help_arg "$@"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer, got '$CONNS'"
 [[ $DRAIN =~ ^[1-9][0-9]*$ ]] && ((DRAIN < CONNS)) || die "DRAIN must be 1..CONNS-1, got '$DRAIN'"
 if [[ ! $ROUNDS =~ ^[0-9]+$ ]] || ((ROUNDS > 50)); then die "ROUNDS must be 0..50, got '$ROUNDS'"; fi
@@ -104,18 +97,7 @@ ensure_packages() {
   command -v wrk >/dev/null || missing+=(wrk)
   command -v curl >/dev/null || missing+=(curl)    # scrapes, and one request to check the answer
   command -v ss >/dev/null || missing+=(iproute2)  # free ports
-  ((${#missing[@]} == 0)) && return 0
-  local -a sudo=()
-  if ((EUID != 0)); then
-    command -v sudo >/dev/null ||
-      die "missing: ${missing[*]}; run as root: apt-get install -y ${missing[*]}"
-    sudo=(sudo)
-  fi
-  log "installing missing packages: ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    die "apt-get install ${missing[*]} failed"
+  install_packages "${missing[@]}"
 }
 
 check_binaries() {

@@ -66,16 +66,9 @@ Environment (current value):
 EOF
 }
 
-log() { printf '%s\n' "$*" >&2; }
-die() { log "idle_bench: $*"; exit 1; }
 # shellcheck source=tests/bench/lib.sh
 source "$REPO_ROOT/tests/bench/lib.sh"
-
-case "${1:-}" in
-  -h | --help) usage; exit 0 ;;
-  '') ;;
-  *) usage >&2; exit 1 ;;
-esac
+only_help_arg "$@"
 [[ $CONNS =~ ^[1-9][0-9]*$ ]] || die "CONNS must be a positive integer, got '$CONNS'"
 [[ $BIG_CONNS =~ ^[1-9][0-9]*$ ]] || die "BIG_CONNS must be a positive integer, got '$BIG_CONNS'"
 [[ $SETTLE =~ ^[0-9]+(\.[0-9]+)?$ ]] || die "SETTLE must be a number of seconds, got '$SETTLE'"
@@ -106,19 +99,7 @@ ensure_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v curl >/dev/null || missing+=(curl)    # one request per proxy, to check the answer
   command -v ss >/dev/null || missing+=(iproute2)  # free ports, open connections
-  ((${#missing[@]} == 0)) && return 0
-
-  local -a sudo=()
-  if ((EUID != 0)); then
-    command -v sudo >/dev/null ||
-      die "missing: ${missing[*]}; run as root: apt-get install -y ${missing[*]}"
-    sudo=(sudo)
-  fi
-  log "installing missing packages: ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 ||
-    die "apt-get install ${missing[*]} failed"
+  install_packages "${missing[@]}"
 }
 
 check_binaries() {

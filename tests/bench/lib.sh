@@ -1,5 +1,32 @@
-# Shell functions the benchmarks under tests/bench/ share; sourced after each defines log and
-# die. Not a script of its own.
+# Shell functions the benchmarks under tests/bench/ share; each sources it after defining its
+# usage function. Not a script of its own.
+
+BENCH_NAME=$(basename "$0" .sh)  # in messages
+log() { printf '%s\n' "$*" >&2; }
+die() { log "$BENCH_NAME: $*"; exit 1; }
+
+# Settings come from the environment: the only argument taken is -h/--help.
+only_help_arg() {
+  case "${1:-}" in
+    -h | --help) usage; exit 0 ;;
+    '') ;;
+    *) usage >&2; exit 1 ;;
+  esac
+}
+
+# apt-get install of the given packages (with sudo when not root); nothing if none are given.
+install_packages() {
+  (($# == 0)) && return 0
+  local -a sudo=()
+  if ((EUID != 0)); then
+    command -v sudo >/dev/null || die "missing: $*; run as root: apt-get install -y $*"
+    sudo=(sudo)
+  fi
+  log "installing missing packages: $*"
+  "${sudo[@]}" apt-get update -qq || die "apt-get update failed"
+  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+    apt-get install -y -qq --no-install-recommends "$@" >&2 || die "apt-get install $* failed"
+}
 
 TAKEN_PORTS=" "  # ports handed out by free_port in this run
 
