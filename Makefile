@@ -14,7 +14,7 @@ APP_PORT   ?= 8081
 # Debian packages the build and the tests need.
 DEPS = build-essential cmake pkg-config \
        libprotobuf-dev protobuf-compiler libabsl-dev libevent-dev libssl-dev \
-       libgtest-dev libgmock-dev node-llhttp libyaml-cpp-dev \
+       libgtest-dev libgmock-dev node-llhttp libyaml-cpp-dev liburing-dev \
        libgrpc++-dev protobuf-compiler-grpc \
        openssl curl python3 \
        prometheus-cpp-dev prometheus

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 
 namespace connwarden::event {
@@ -152,6 +153,12 @@ void FileEvent::onReady(int, short what, void* arg) {
 
 // --- Dispatcher ---------------------------------------------------------------------------------
 
+namespace {
+std::atomic<bool> g_io_uring_allowed{true};
+}  // namespace
+
+void Dispatcher::setIoUringAllowed(bool allowed) { g_io_uring_allowed.store(allowed); }
+
 Dispatcher::Dispatcher(std::string name) : name_(std::move(name)) {
   event_config* cfg = event_config_new();
   // One thread per base: no locking inside libevent. Batch epoll_ctl changes per iteration.
@@ -168,6 +175,7 @@ Dispatcher::Dispatcher(std::string name) : name_(std::move(name)) {
   post_ev_ = event_new(base_, post_fd_, EV_READ | EV_PERSIST, &Dispatcher::onPosted, this);
   event_add(post_ev_, nullptr);
   deferred_ev_ = event_new(base_, -1, 0, &Dispatcher::onDeferredDelete, this);
+  io_batch_ = std::make_unique<IoBatch>(g_io_uring_allowed.load());
 }
 
 Dispatcher::~Dispatcher() {
@@ -178,6 +186,7 @@ Dispatcher::~Dispatcher() {
   }
   late.clear();  // outside the lock: a closure's destructor may post again
   clearDeferredDeletes();
+  io_batch_.reset();
   event_free(deferred_ev_);
   event_free(post_ev_);
   ::close(post_fd_);
@@ -186,15 +195,38 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::run() {
   thread_id_.store(std::this_thread::get_id());
-  event_base_loop(base_, 0);
+  io_batch_->start();
+  if (g_io_uring_allowed.load()) {
+    static std::once_flag reported;  // every worker meets the same kernel and seccomp profile
+    std::call_once(reported, [this] {
+      if (io_batch_->uring()) {
+        CW_LOG(kInfo, "sends: batched through io_uring, one system call per loop pass");
+      } else {
+        CW_LOG(kInfo, "sends: one send(2) each; io_uring unavailable: %s",
+               io_batch_->uringUnavailableReason());
+      }
+    });
+  }
+  exit_requested_ = false;
+  while (!exit_requested_) {
+    // One pass: wait for events (not when sends are queued already), run every ready callback.
+    const int flags = io_batch_->empty() ? EVLOOP_ONCE : EVLOOP_NONBLOCK;
+    if (event_base_loop(base_, flags) < 0) break;
+    io_batch_->run();
+  }
   runPosted();
+  io_batch_->run();
+  io_batch_->stop();
   clearDeferredDeletes();
   // The loop is over: whoever tears the worker down may touch what it owned.
   thread_id_.store(std::thread::id());
 }
 
 void Dispatcher::exit() {
-  post([this] { event_base_loopbreak(base_); });
+  post([this] {
+    exit_requested_ = true;
+    event_base_loopbreak(base_);
+  });
 }
 
 void Dispatcher::post(std::function<void()> fn) {

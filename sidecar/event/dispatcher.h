@@ -12,6 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "sidecar/event/io_batch.h"
+
 struct event_base;
 struct event;
 
@@ -110,7 +112,8 @@ class Dispatcher {
   const std::string& name() const { return name_; }
 
   // Runs the loop on the calling thread until exit() is called. The calling thread becomes the
-  // dispatcher's thread.
+  // dispatcher's thread. Each pass runs the callbacks of every ready event, then the sends they
+  // queued on ioBatch().
   void run();
   // Thread-safe. Makes run() return after the current iteration.
   void exit();
@@ -135,6 +138,12 @@ class Dispatcher {
   MonotonicTime now() const;
 
   event_base* base() { return base_; }
+  // Sends gathered over the loop's current pass (see io_batch.h).
+  IoBatch& ioBatch() { return *io_batch_; }
+
+  // Whether dispatchers made from now on may send through io_uring (default: yes). For
+  // `--io-uring=false`, set before the workers start.
+  static void setIoUringAllowed(bool allowed);
 
  private:
   static void onPosted(int fd, short, void* arg);
@@ -153,6 +162,8 @@ class Dispatcher {
   std::vector<std::unique_ptr<DeferredDeletable>> to_delete_;
   std::vector<std::unique_ptr<DeferredDeletable>> deleting_;
   bool deferred_scheduled_ = false;
+  bool exit_requested_ = false;
+  std::unique_ptr<IoBatch> io_batch_;
   std::atomic<std::thread::id> thread_id_{};
 };
 

@@ -171,7 +171,11 @@ void Connection::write(Buffer& data, bool end_stream) {
   checkWatermarks();
   if (state_ != State::kConnecting && !write_scheduled_) {
     write_scheduled_ = true;
-    file_event_.activate(event::FileReadyType::kWrite);
+    if (transport_->batchesWrites()) {
+      dispatcher_.ioBatch().scheduleSend(*this);
+    } else {
+      file_event_.activate(event::FileReadyType::kWrite);
+    }
   }
 }
 
@@ -182,7 +186,34 @@ void Connection::onWriteReady() {
 
 void Connection::flushWrite() {
   if (state_ == State::kClosed || state_ == State::kConnecting) return;
-  const IoResult result = transport_->doWrite(write_buffer_, write_end_stream_);
+  if (send_in_flight_) return;  // its completion goes on from there
+  afterWrite(transport_->doWrite(write_buffer_, write_end_stream_));
+}
+
+int Connection::prepareSend(event::IoBatch::SendOp& op) {
+  if (state_ == State::kClosed || state_ == State::kConnecting) return 0;
+  op.fd = fd_;
+  const int n = write_buffer_.peek(op.slices, event::IoBatch::kMaxSlices);
+  send_in_flight_ = n > 0;
+  return n;
+}
+
+void Connection::completeSend(ssize_t result) {
+  send_in_flight_ = false;
+  write_scheduled_ = false;
+  if (state_ == State::kClosed || state_ == State::kConnecting) return;
+  event::MemoryAccount::Scope scope(account_);
+  const IoResult io = transport_->completeBatchedWrite(write_buffer_, result);
+  if (io.action == PostIoAction::kKeepOpen && io.bytes > 0 && !write_buffer_.empty()) {
+    // More than one send takes, or written since it was prepared: again at the end of the next
+    // pass (the socket took all it was offered, so it likely has room).
+    write_scheduled_ = true;
+    dispatcher_.ioBatch().scheduleSend(*this);
+  }
+  afterWrite(io);
+}
+
+void Connection::afterWrite(const IoResult& result) {
   bytes_written_ += result.bytes;
   if (result.action == PostIoAction::kClose) {
     close_reason_ = close_reason_ != CloseReason::kNone ? close_reason_ : CloseReason::kPeerClosed;
@@ -250,7 +281,7 @@ void Connection::releaseSpareTimers() {
 bool Connection::quiet() const {
   return state_ == State::kOpen && transport_connected_ && read_buffer_.empty() &&
          write_buffer_.empty() && !write_end_stream_ && !read_end_stream_ &&
-         !read_pending_in_transport_ && !write_scheduled_ && readEnabled() &&
+         !read_pending_in_transport_ && !write_scheduled_ && !sendQueued() && readEnabled() &&
          !transport_->wantsWrite();
 }
 
@@ -300,7 +331,10 @@ void Connection::updateInterest() {
   uint32_t events = 0;
   const bool reading = state_ == State::kClosing || (readEnabled() && !read_end_stream_);
   if (reading && !read_end_stream_) events |= event::FileReadyType::kRead;
-  if (!write_buffer_.empty() || transport_->wantsWrite()) events |= event::FileReadyType::kWrite;
+  // A queued batched send needs no writability: it is tried at the end of the pass.
+  if ((!write_buffer_.empty() && !sendQueued()) || transport_->wantsWrite()) {
+    events |= event::FileReadyType::kWrite;
+  }
   file_event_.setEnabled(events);
 }
 

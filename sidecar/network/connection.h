@@ -44,7 +44,9 @@ class ConnectionCallbacks {
   virtual void onBelowWriteBufferLowWatermark() {}
 };
 
-class Connection : public event::DeferredDeletable, private TransportSocketCallbacks {
+class Connection : public event::DeferredDeletable,
+                   private TransportSocketCallbacks,
+                   private event::IoBatch::Socket {
  public:
   enum class State { kConnecting, kOpen, kClosing, kClosed };
   enum class CloseType {
@@ -134,6 +136,8 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   void onWriteReady();
   void onConnectReady();
   void flushWrite();
+  // What follows any write: half-close, finishing a close, the write timer, interest, watermarks.
+  void afterWrite(const IoResult& result);
   void updateInterest();
   void checkWatermarks();
   void updateWriteTimer(uint64_t progress);
@@ -144,6 +148,10 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   // TransportSocketCallbacks
   void onTransportConnected() override;
   void setReadBufferReady() override;
+
+  // event::IoBatch::Socket: sends of a raw transport, at the end of the loop pass.
+  int prepareSend(event::IoBatch::SendOp& op) override;
+  void completeSend(ssize_t result) override;
 
   event::Dispatcher& dispatcher_;
   int fd_;
@@ -170,7 +178,8 @@ class Connection : public event::DeferredDeletable, private TransportSocketCallb
   bool read_end_stream_ = false;    // the peer sent FIN
   bool transport_connected_ = false;
   bool read_pending_in_transport_ = false;
-  bool write_scheduled_ = false;
+  bool write_scheduled_ = false;    // a flush is coming (write event activated, or a batched send)
+  bool send_in_flight_ = false;     // a batched send is out; its completion continues the flush
 };
 
 using ConnectionPtr = std::unique_ptr<Connection>;

@@ -3,9 +3,15 @@
 #include <cerrno>
 #include <cstring>
 
+#include "sidecar/event/dispatcher.h"
 #include "sidecar/network/transport_socket.h"
 
 namespace connwarden::network {
+
+IoResult TransportSocket::completeBatchedWrite(Buffer&, ssize_t) {
+  CW_ASSERT(!"completeBatchedWrite without batchesWrites");
+  return {};
+}
 
 IoResult RawTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
   IoResult result;
@@ -68,6 +74,19 @@ IoResult RawTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
     result.bytes += rc;
   }
   return result;
+}
+
+IoResult RawTransportSocket::completeBatchedWrite(Buffer& buffer, ssize_t result) {
+  IoResult out;
+  if (result >= 0) {
+    buffer.drain(static_cast<size_t>(result));
+    out.bytes = static_cast<uint64_t>(result);
+  } else if (result != -EAGAIN) {
+    failure_ = std::strerror(static_cast<int>(-result));
+    out.action = PostIoAction::kClose;
+    out.error = true;
+  }
+  return out;
 }
 
 }  // namespace connwarden::network

@@ -7,6 +7,8 @@
 #include <string>
 #include <string_view>
 
+#include <sys/types.h>
+
 #include "sidecar/network/buffer.h"
 
 namespace connwarden::network {
@@ -57,6 +59,13 @@ class TransportSocket {
   virtual IoResult doWrite(Buffer& buffer, bool end_stream) = 0;
   // True while the transport itself needs the socket to become writable (TLS handshake).
   virtual bool wantsWrite() const { return false; }
+  // The buffer's bytes go to the socket as they are, so the Connection may hand them to its
+  // worker's IoBatch (one system call for every connection's sends of a loop pass) and give the
+  // outcome back through completeBatchedWrite().
+  virtual bool batchesWrites() const { return false; }
+  // Applies a batched send's outcome (bytes sent, or -errno) to `buffer`, as doWrite() would
+  // have. Called only if batchesWrites().
+  virtual IoResult completeBatchedWrite(Buffer& buffer, ssize_t result);
   // Frees what the transport holds only while data moves (TLS record buffers); it is
   // allocated again on the next read or write.
   virtual void releaseBuffers() {}
@@ -75,6 +84,8 @@ class RawTransportSocket : public TransportSocket {
   void onConnected() override { callbacks_->onTransportConnected(); }
   IoResult doRead(Buffer& buffer, uint64_t max_bytes) override;
   IoResult doWrite(Buffer& buffer, bool end_stream) override;
+  bool batchesWrites() const override { return true; }
+  IoResult completeBatchedWrite(Buffer& buffer, ssize_t result) override;
   std::string failureReason() const override { return failure_; }
 
  private:

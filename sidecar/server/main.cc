@@ -14,6 +14,7 @@
 #include "absl/flags/usage.h"
 #include "absl/time/time.h"
 #include "sidecar/admin/admin_server.h"
+#include "sidecar/event/dispatcher.h"
 #include "sidecar/event/log.h"
 #include "sidecar/event/memory_account.h"
 #include "sidecar/server/config.h"
@@ -29,6 +30,9 @@ ABSL_FLAG(std::string, log_level, "info", "debug, info, warn, error or off.");
 ABSL_FLAG(bool, validate, false, "Check the config and exit: 0 if valid, 2 if not.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long connections may take to finish before they are closed.");
+ABSL_FLAG(bool, io_uring, true,
+          "Send each loop pass's output in one io_uring_enter(2) when the kernel allows it; "
+          "false: one send(2) per connection.");
 ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config and exit.");
 ABSL_FLAG(std::string, state_dir, "",
           "Directory where route policies set at runtime are kept, so that a restart keeps them. "
@@ -111,6 +115,7 @@ int run() {
     CW_LOG(kWarn, "OpenSSL allocated before connwarden could hook it: TLS memory is not "
                   "attributed to connections");
   }
+  event::Dispatcher::setIoUringAllowed(absl::GetFlag(FLAGS_io_uring));
   auto server = server::Server::create(*config, concurrency, absl::GetFlag(FLAGS_state_dir));
   if (!server.ok()) {
     std::cerr << "connwarden: " << server.status().message() << "\n";
@@ -172,7 +177,8 @@ int main(int argc, char** argv) {
       "connwarden [--config FILE] [--concurrency N] [--log-level LEVEL] [--drain-timeout D] "
       "[--state-dir DIR] [--admin-address ADDR] [--admin-tls-cert F --admin-tls-key F "
       "[--admin-tls-client-ca F]] [--admin-read-token-file F] [--admin-admin-token-file F] "
-      "[--metrics-address HOST:PORT] [--metrics-connection-limit N] [--validate]");
+      "[--metrics-address HOST:PORT] [--metrics-connection-limit N] [--io-uring=false] "
+      "[--validate]");
   // Operators write --log-level; Abseil's flag names have underscores. Accept both spellings.
   std::vector<std::string> args(argv, argv + argc);
   std::vector<char*> normalized;
