@@ -209,8 +209,10 @@ void Dispatcher::run() {
   }
   exit_requested_ = false;
   while (!exit_requested_) {
-    // One pass: wait for events (not when sends are queued already), run every ready callback.
-    const int flags = io_batch_->empty() ? EVLOOP_ONCE : EVLOOP_NONBLOCK;
+    // One pass: wait for events (not when operations are queued already), run every ready
+    // callback, return. (EVLOOP_NONBLOCK alone would not return while events keep coming, and
+    // a socket whose read is only queued stays readable.)
+    const int flags = EVLOOP_ONCE | (io_batch_->empty() ? 0 : EVLOOP_NONBLOCK);
     if (event_base_loop(base_, flags) < 0) break;
     io_batch_->run();
   }

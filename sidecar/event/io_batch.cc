@@ -13,10 +13,12 @@
 namespace connwarden::event {
 
 namespace {
-// Sends per io_uring_enter; a pass with more issues them in several. A loaded worker's pass
-// carries a few tens.
+// Operations per io_uring_enter; a pass with more issues them in several. A loaded worker's pass
+// carries a few tens. Reads take fewer per round: each has a slot of the batch's memory
+// (64 * 4 KiB; pages are touched only when a round is that large).
 constexpr unsigned kEntries = 128;
-constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
+constexpr unsigned kRecvOps = 64;
+constexpr int kFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
 }  // namespace
 
 struct IoBatch::Ring {
@@ -25,7 +27,10 @@ struct IoBatch::Ring {
 };
 
 IoBatch::Socket::~Socket() {
-  if (batch_ != nullptr) batch_->remove(*this);
+  if (batch_ == nullptr) return;
+  for (Kind kind : {kRecv, kSend}) {
+    if (lanes_[kind].queued) batch_->remove(*this, kind);
+  }
 }
 
 IoBatch::IoBatch(bool use_uring) : want_uring_(use_uring) {
@@ -36,11 +41,12 @@ IoBatch::IoBatch(bool use_uring) : want_uring_(use_uring) {
 }
 
 IoBatch::~IoBatch() {
-  for (Socket* s : queue_) {
-    if (s != nullptr) s->batch_ = nullptr;
-  }
-  for (Socket* s : running_) {
-    if (s != nullptr) s->batch_ = nullptr;
+  for (Lane& lane : lanes_) {
+    for (auto* list : {&lane.queue, &lane.running}) {
+      for (Socket* s : *list) {
+        if (s != nullptr) s->batch_ = nullptr;
+      }
+    }
   }
   stop();
 }
@@ -80,139 +86,171 @@ void IoBatch::stop() {
   ring_.reset();
 }
 
-void IoBatch::scheduleSend(Socket& socket) {
-  if (socket.batch_ != nullptr) return;
-  if (queue_.size() == queue_.capacity()) {
+void IoBatch::schedule(Socket& socket, Kind kind) {
+  Socket::Entry& entry = socket.lanes_[kind];
+  if (entry.queued) return;
+  CW_ASSERT(socket.batch_ == nullptr || socket.batch_ == this);
+  Lane& lane = lanes_[kind];
+  if (lane.queue.size() == lane.queue.capacity()) {
     MemoryAccount::Scope loop_memory(nullptr);
-    queue_.reserve(std::max<size_t>(64, queue_.capacity() * 2));
+    lane.queue.reserve(std::max<size_t>(64, lane.queue.capacity() * 2));
   }
   socket.batch_ = this;
-  socket.slot_ = static_cast<uint32_t>(queue_.size());
-  socket.running_ = false;
-  queue_.push_back(&socket);
-  ++live_;
+  entry = {static_cast<uint32_t>(lane.queue.size()), true, false};
+  lane.queue.push_back(&socket);
+  ++lane.live;
 }
 
-void IoBatch::remove(Socket& socket) {
-  if (socket.running_) {
-    running_[socket.slot_] = nullptr;
+void IoBatch::remove(Socket& socket, Kind kind) {
+  Socket::Entry& entry = socket.lanes_[kind];
+  Lane& lane = lanes_[kind];
+  if (entry.running) {
+    lane.running[entry.slot] = nullptr;
   } else {
-    queue_[socket.slot_] = nullptr;
-    --live_;
+    lane.queue[entry.slot] = nullptr;
+    --lane.live;
   }
-  socket.batch_ = nullptr;
+  entry = {};
 }
 
 void IoBatch::run() {
-  if (live_ == 0) {
-    queue_.clear();
+  runLane(kRecv);
+  runLane(kSend);
+}
+
+void IoBatch::runLane(Kind kind) {
+  Lane& lane = lanes_[kind];
+  if (lane.live == 0) {
+    lane.queue.clear();
     return;
   }
-  running_.swap(queue_);
-  live_ = 0;
-  for (Socket* s : running_) {
-    if (s != nullptr) s->running_ = true;
+  if (kind == kRecv && recv_slots_ == nullptr) {
+    MemoryAccount::Scope loop_memory(nullptr);
+    recv_slots_.reset(new char[kRecvOps * kRecvSlot]);  // not zeroed: untouched pages stay free
   }
+  lane.running.swap(lane.queue);
+  lane.live = 0;
+  for (Socket* s : lane.running) {
+    if (s != nullptr) s->lanes_[kind].running = true;
+  }
+  // Takes the socket at `slot` out of the lane (it may queue itself again from its callback).
+  auto leave = [&](uint32_t slot) {
+    Socket* s = lane.running[slot];
+    lane.running[slot] = nullptr;
+    s->lanes_[kind] = {};
+    return s;
+  };
+  const int per_round = static_cast<int>(kind == kRecv ? kRecvOps : kEntries);
   size_t next = 0;
-  while (next < running_.size()) {
-    // Prepare up to kEntries sends. Preparing only reads the sockets' buffers: no callbacks.
+  while (next < lane.running.size()) {
+    // Prepare up to per_round operations. Preparing calls nobody back.
     int n = 0;
-    for (; next < running_.size() && n < static_cast<int>(kEntries); ++next) {
-      Socket* s = running_[next];
+    for (; next < lane.running.size() && n < per_round; ++next) {
+      Socket* s = lane.running[next];
       if (s == nullptr) continue;
-      SendOp& op = ops_[n];
-      op.count = s->prepareSend(op);
+      Op& op = ops_[n];
+      if (kind == kRecv) {
+        if (!s->prepareRecv(&op.fd)) {
+          leave(static_cast<uint32_t>(next));
+          continue;
+        }
+        op.count = 1;
+        op.slices[0] = {recv_slots_.get() + n * kRecvSlot, kRecvSlot};
+      } else {
+        op.count = s->prepareSend(op);
+      }
       op_slots_[n] = static_cast<uint32_t>(next);
       ++n;
     }
-    issue(n);
-    // Completions run callbacks, which may close, destroy or queue any socket (queued ones go
-    // to queue_, for the next run()). Every send of this round has finished in the kernel.
+    issue(kind, n);
+    // Every operation of this round has finished in the kernel. Callbacks may close, destroy or
+    // queue any socket (queued ones go to the lane's queue, for the next run()).
     for (int k = 0; k < n; ++k) {
-      Socket* s = running_[op_slots_[k]];
-      if (s == nullptr) continue;  // destroyed by an earlier completion
-      running_[op_slots_[k]] = nullptr;
-      s->batch_ = nullptr;
-      s->running_ = false;
-      s->completeSend(results_[k]);
+      if (lane.running[op_slots_[k]] == nullptr) continue;  // destroyed by an earlier callback
+      Socket* s = leave(op_slots_[k]);
+      if (kind == kRecv) {
+        s->completeRecv(static_cast<const char*>(ops_[k].slices[0].iov_base), results_[k]);
+      } else {
+        s->completeSend(results_[k]);
+      }
     }
   }
-  running_.clear();
+  lane.running.clear();
 }
 
-namespace {
-ssize_t sendNow(const IoBatch::SendOp& op) {
+ssize_t IoBatch::issueNow(Kind kind, const Op& op) {
   ssize_t rc;
   do {
-    if (op.count == 1) {
-      rc = ::send(op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kSendFlags);
+    if (kind == kRecv) {
+      rc = ::recv(op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kFlags);
+    } else if (op.count == 1) {
+      rc = ::send(op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kFlags);
     } else {
       msghdr msg{};
       msg.msg_iov = const_cast<iovec*>(op.slices);
       msg.msg_iovlen = op.count;
-      rc = ::sendmsg(op.fd, &msg, kSendFlags);
+      rc = ::sendmsg(op.fd, &msg, kFlags);
     }
   } while (rc < 0 && errno == EINTR);
   return rc < 0 ? -errno : rc;
 }
-}  // namespace
 
-void IoBatch::issue(int n) {
-  int queued = 0;
-  if (ring_ != nullptr) {
-    io_uring* ring = &ring_->ring;
-    for (int k = 0; k < n; ++k) {
-      SendOp& op = ops_[k];
-      results_[k] = 0;
-      if (op.count == 0) continue;
-      io_uring_sqe* sqe = io_uring_get_sqe(ring);
-      CW_ASSERT(sqe != nullptr);  // at most kEntries per round, all reaped before the next
-      if (op.count == 1) {
-        io_uring_prep_send(sqe, op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kSendFlags);
-      } else {
-        msghdr& msg = ring_->msgs[k];
-        msg = msghdr{};
-        msg.msg_iov = op.slices;
-        msg.msg_iovlen = op.count;
-        io_uring_prep_sendmsg(sqe, op.fd, &msg, kSendFlags);
-      }
-      io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(k));
-      ++queued;
-    }
-    if (queued == 0) return;
-    int rc;
-    do {
-      rc = io_uring_submit_and_wait(ring, queued);
-    } while (rc == -EINTR);
-    int reaped = 0;
-    const int submitted = rc < 0 ? 0 : rc;
-    while (reaped < submitted) {
-      io_uring_cqe* cqe = nullptr;
-      const int w = io_uring_wait_cqe(ring, &cqe);
-      if (w == -EINTR) continue;
-      CW_ASSERT(w == 0);
-      results_[io_uring_cqe_get_data64(cqe)] = cqe->res;
-      io_uring_cqe_seen(ring, cqe);
-      ++reaped;
-    }
-    if (submitted == queued) return;
-    // The kernel took fewer than it was given. What it did not take must never reach it later
-    // (it points into buffers that move on): give the ring up, and send the rest plainly.
-    CW_LOG(kWarn, "io_uring: submitted %d of %d sends (%s); sending with send(2) from now on",
-           submitted, queued, rc < 0 ? std::strerror(-rc) : "short submit");
-    stop();
-    want_uring_ = false;
-    uring_error_ = "submission failed";
-    // The first `submitted` sends with a count were issued, in order.
-    int issued = 0;
-    for (int k = 0; k < n; ++k) {
-      if (ops_[k].count == 0) continue;
-      if (issued++ < submitted) continue;
-      results_[k] = sendNow(ops_[k]);
-    }
+void IoBatch::issue(Kind kind, int n) {
+  if (ring_ == nullptr) {
+    for (int k = 0; k < n; ++k) results_[k] = ops_[k].count == 0 ? 0 : issueNow(kind, ops_[k]);
     return;
   }
-  for (int k = 0; k < n; ++k) results_[k] = ops_[k].count == 0 ? 0 : sendNow(ops_[k]);
+  io_uring* ring = &ring_->ring;
+  int queued = 0;
+  for (int k = 0; k < n; ++k) {
+    Op& op = ops_[k];
+    results_[k] = 0;
+    if (op.count == 0) continue;
+    io_uring_sqe* sqe = io_uring_get_sqe(ring);
+    CW_ASSERT(sqe != nullptr);  // at most kEntries per round, all reaped before the next
+    if (kind == kRecv) {
+      io_uring_prep_recv(sqe, op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kFlags);
+    } else if (op.count == 1) {
+      io_uring_prep_send(sqe, op.fd, op.slices[0].iov_base, op.slices[0].iov_len, kFlags);
+    } else {
+      msghdr& msg = ring_->msgs[k];
+      msg = msghdr{};
+      msg.msg_iov = op.slices;
+      msg.msg_iovlen = op.count;
+      io_uring_prep_sendmsg(sqe, op.fd, &msg, kFlags);
+    }
+    io_uring_sqe_set_data64(sqe, static_cast<uint64_t>(k));
+    ++queued;
+  }
+  if (queued == 0) return;
+  int rc;
+  do {
+    rc = io_uring_submit_and_wait(ring, queued);
+  } while (rc == -EINTR);
+  const int submitted = rc < 0 ? 0 : rc;
+  for (int reaped = 0; reaped < submitted;) {
+    io_uring_cqe* cqe = nullptr;
+    const int w = io_uring_wait_cqe(ring, &cqe);
+    if (w == -EINTR) continue;
+    CW_ASSERT(w == 0);
+    results_[io_uring_cqe_get_data64(cqe)] = cqe->res;
+    io_uring_cqe_seen(ring, cqe);
+    ++reaped;
+  }
+  if (submitted == queued) return;
+  // The kernel took fewer than it was given. What it did not take must never reach it later
+  // (it points into buffers that move on): give the ring up, and do the rest plainly.
+  CW_LOG(kWarn, "io_uring: submitted %d of %d operations (%s); plain system calls from now on",
+         submitted, queued, rc < 0 ? std::strerror(-rc) : "short submit");
+  stop();
+  want_uring_ = false;
+  uring_error_ = "submission failed";
+  int issued = 0;  // the first `submitted` operations with a count were issued, in order
+  for (int k = 0; k < n; ++k) {
+    if (ops_[k].count == 0) continue;
+    if (issued++ < submitted) continue;
+    results_[k] = issueNow(kind, ops_[k]);
+  }
 }
 
 }  // namespace connwarden::event

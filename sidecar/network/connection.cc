@@ -94,7 +94,13 @@ void Connection::onFileEvent(uint32_t events) {
     return;
   }
   if ((events & event::FileReadyType::kWrite) && state_ != State::kClosed) onWriteReady();
-  if ((events & event::FileReadyType::kRead) && state_ != State::kClosed) onReadReady();
+  if ((events & event::FileReadyType::kRead) && state_ != State::kClosed) {
+    if (transport_->batchesIo()) {
+      dispatcher_.ioBatch().scheduleRecv(*this);
+    } else {
+      onReadReady();
+    }
+  }
 }
 
 void Connection::onConnectReady() {
@@ -129,9 +135,34 @@ void Connection::onReadReady() {
     return;
   }
   read_pending_in_transport_ = false;
-  const IoResult result = transport_->doRead(read_buffer_, kMaxReadPerEvent);
-  bytes_read_ += result.bytes;
+  afterRead(transport_->doRead(read_buffer_, kMaxReadPerEvent));
+}
 
+bool Connection::prepareRecv(int* fd) {
+  if (state_ == State::kClosed || state_ == State::kConnecting) return false;
+  if (!readEnabled() && state_ == State::kOpen) return false;
+  *fd = fd_;
+  return true;
+}
+
+void Connection::completeRecv(const char* data, ssize_t result) {
+  if (state_ == State::kClosed) return;
+  event::MemoryAccount::Scope scope(account_);
+  IoResult io = transport_->completeBatchedRead(read_buffer_, data, result);
+  if (static_cast<size_t>(result) == event::IoBatch::kRecvSlot &&
+      (readEnabled() || state_ == State::kClosing)) {
+    // The slot is full: more may be waiting. Read on now, as onReadReady() would have.
+    const IoResult more = transport_->doRead(read_buffer_, kMaxReadPerEvent - io.bytes);
+    io.bytes += more.bytes;
+    io.action = more.action;
+    io.end_stream = more.end_stream;
+    io.error = more.error;
+  }
+  afterRead(io);
+}
+
+void Connection::afterRead(const IoResult& result) {
+  bytes_read_ += result.bytes;
   if (state_ == State::kClosing) {
     // Lingering: discard what the peer still sends until it closes.
     read_buffer_.drain(read_buffer_.length());
@@ -171,7 +202,7 @@ void Connection::write(Buffer& data, bool end_stream) {
   checkWatermarks();
   if (state_ != State::kConnecting && !write_scheduled_) {
     write_scheduled_ = true;
-    if (transport_->batchesWrites()) {
+    if (transport_->batchesIo()) {
       dispatcher_.ioBatch().scheduleSend(*this);
     } else {
       file_event_.activate(event::FileReadyType::kWrite);
@@ -190,7 +221,7 @@ void Connection::flushWrite() {
   afterWrite(transport_->doWrite(write_buffer_, write_end_stream_));
 }
 
-int Connection::prepareSend(event::IoBatch::SendOp& op) {
+int Connection::prepareSend(event::IoBatch::Op& op) {
   if (state_ == State::kClosed || state_ == State::kConnecting) return 0;
   op.fd = fd_;
   const int n = write_buffer_.peek(op.slices, event::IoBatch::kMaxSlices);

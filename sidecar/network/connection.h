@@ -133,6 +133,8 @@ class Connection : public event::DeferredDeletable,
   Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, Start start);
   void onFileEvent(uint32_t events);
   void onReadReady();
+  // What follows any read: closing on errors, end of stream, handing the bytes on.
+  void afterRead(const IoResult& result);
   void onWriteReady();
   void onConnectReady();
   void flushWrite();
@@ -149,8 +151,10 @@ class Connection : public event::DeferredDeletable,
   void onTransportConnected() override;
   void setReadBufferReady() override;
 
-  // event::IoBatch::Socket: sends of a raw transport, at the end of the loop pass.
-  int prepareSend(event::IoBatch::SendOp& op) override;
+  // event::IoBatch::Socket: reads and sends of a raw transport, at the end of the loop pass.
+  bool prepareRecv(int* fd) override;
+  void completeRecv(const char* data, ssize_t result) override;
+  int prepareSend(event::IoBatch::Op& op) override;
   void completeSend(ssize_t result) override;
 
   event::Dispatcher& dispatcher_;

@@ -8,8 +8,13 @@
 
 namespace connwarden::network {
 
+IoResult TransportSocket::completeBatchedRead(Buffer&, const char*, ssize_t) {
+  CW_ASSERT(!"completeBatchedRead without batchesIo");
+  return {};
+}
+
 IoResult TransportSocket::completeBatchedWrite(Buffer&, ssize_t) {
-  CW_ASSERT(!"completeBatchedWrite without batchesWrites");
+  CW_ASSERT(!"completeBatchedWrite without batchesIo");
   return {};
 }
 
@@ -74,6 +79,22 @@ IoResult RawTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
     result.bytes += rc;
   }
   return result;
+}
+
+IoResult RawTransportSocket::completeBatchedRead(Buffer& buffer, const char* data,
+                                                 ssize_t result) {
+  IoResult out;
+  if (result > 0) {
+    buffer.add(data, static_cast<size_t>(result));
+    out.bytes = static_cast<uint64_t>(result);
+  } else if (result == 0) {
+    out.end_stream = true;
+  } else if (result != -EAGAIN) {
+    failure_ = std::strerror(static_cast<int>(-result));
+    out.action = PostIoAction::kClose;
+    out.error = true;
+  }
+  return out;
 }
 
 IoResult RawTransportSocket::completeBatchedWrite(Buffer& buffer, ssize_t result) {

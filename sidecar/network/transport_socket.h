@@ -59,12 +59,15 @@ class TransportSocket {
   virtual IoResult doWrite(Buffer& buffer, bool end_stream) = 0;
   // True while the transport itself needs the socket to become writable (TLS handshake).
   virtual bool wantsWrite() const { return false; }
-  // The buffer's bytes go to the socket as they are, so the Connection may hand them to its
-  // worker's IoBatch (one system call for every connection's sends of a loop pass) and give the
-  // outcome back through completeBatchedWrite().
-  virtual bool batchesWrites() const { return false; }
+  // Bytes go between the socket and the buffers as they are, so the Connection may have its
+  // worker's IoBatch do the reads and sends (one system call for every connection's reads, and
+  // one for their sends, per loop pass) and give the outcomes back through the two calls below.
+  virtual bool batchesIo() const { return false; }
+  // Applies a batched read's outcome (`result` bytes at `data`, 0 at end of stream, or -errno)
+  // to `buffer`, as doRead() would have. Only if batchesIo().
+  virtual IoResult completeBatchedRead(Buffer& buffer, const char* data, ssize_t result);
   // Applies a batched send's outcome (bytes sent, or -errno) to `buffer`, as doWrite() would
-  // have. Called only if batchesWrites().
+  // have. Only if batchesIo().
   virtual IoResult completeBatchedWrite(Buffer& buffer, ssize_t result);
   // Frees what the transport holds only while data moves (TLS record buffers); it is
   // allocated again on the next read or write.
@@ -84,7 +87,8 @@ class RawTransportSocket : public TransportSocket {
   void onConnected() override { callbacks_->onTransportConnected(); }
   IoResult doRead(Buffer& buffer, uint64_t max_bytes) override;
   IoResult doWrite(Buffer& buffer, bool end_stream) override;
-  bool batchesWrites() const override { return true; }
+  bool batchesIo() const override { return true; }
+  IoResult completeBatchedRead(Buffer& buffer, const char* data, ssize_t result) override;
   IoResult completeBatchedWrite(Buffer& buffer, ssize_t result) override;
   std::string failureReason() const override { return failure_; }
 

@@ -24,11 +24,11 @@ class TestSocket : public IoBatch::Socket {
   }
   ~TestSocket() override {
     close(fd_);
-    close(peer_);
+    if (peer_ >= 0) close(peer_);
   }
 
   // Two slices when there are at least two bytes (sendmsg), else one (send).
-  int prepareSend(IoBatch::SendOp& op) override {
+  int prepareSend(IoBatch::Op& op) override {
     ++prepared;
     if (data_.empty()) return 0;
     op.fd = fd_;
@@ -38,12 +38,30 @@ class TestSocket : public IoBatch::Socket {
     op.slices[1] = {data_.data() + half, data_.size() - half};
     return 2;
   }
+  // Reads append to `in_`.
+  bool prepareRecv(int* fd) override {
+    if (!read_wanted) return false;
+    *fd = fd_;
+    return true;
+  }
+  void completeRecv(const char* data, ssize_t result) override {
+    recv_results.push_back(result);
+    if (result > 0) in_.append(data, static_cast<size_t>(result));
+    if (on_recv) on_recv();
+  }
   void completeSend(ssize_t result) override {
     results.push_back(result);
     if (result > 0) data_.erase(0, static_cast<size_t>(result));
     if (on_complete) on_complete();
   }
 
+  void writePeer(const std::string& data) {
+    ASSERT_EQ(write(peer_, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  }
+  void closePeer() {
+    close(peer_);
+    peer_ = -1;
+  }
   std::string readPeer() {
     std::string out;
     char buf[65536];
@@ -58,6 +76,10 @@ class TestSocket : public IoBatch::Socket {
   int prepared = 0;
   std::vector<ssize_t> results;
   std::function<void()> on_complete;
+  bool read_wanted = true;
+  std::string in_;
+  std::vector<ssize_t> recv_results;
+  std::function<void()> on_recv;
 
  private:
   std::string data_;
@@ -187,6 +209,73 @@ TEST_P(IoBatchTest, MoreSocketsThanOneSubmissionTakes) {
   for (int i = 0; i < 300; ++i) {
     EXPECT_EQ(sockets[i]->readPeer(), "s" + std::to_string(i));
   }
+}
+
+TEST_P(IoBatchTest, ReadsEveryQueuedSocketInOneRun) {
+  TestSocket a(""), b(""), idle(""), ended("");
+  a.writePeer("hello");
+  b.writePeer(std::string(IoBatch::kRecvSlot + 100, 'b'));  // more than one read takes
+  ended.closePeer();
+  for (TestSocket* s : {&a, &b, &idle, &ended}) batch_.scheduleRecv(*s);
+  batch_.scheduleRecv(a);  // already queued: read once
+  batch_.run();
+  EXPECT_EQ(a.recv_results, std::vector<ssize_t>{5});
+  EXPECT_EQ(a.in_, "hello");
+  // A full slot: the owner reads on itself (a Connection does).
+  EXPECT_EQ(b.recv_results, std::vector<ssize_t>{static_cast<ssize_t>(IoBatch::kRecvSlot)});
+  EXPECT_EQ(idle.recv_results, std::vector<ssize_t>{-EAGAIN});
+  EXPECT_EQ(ended.recv_results, std::vector<ssize_t>{0});
+  EXPECT_TRUE(batch_.empty());
+}
+
+TEST_P(IoBatchTest, ASocketThatDoesNotWantToReadIsNotRead) {
+  TestSocket a("");
+  a.writePeer("x");
+  a.read_wanted = false;
+  batch_.scheduleRecv(a);
+  batch_.run();
+  EXPECT_TRUE(a.recv_results.empty());
+  EXPECT_TRUE(batch_.empty());
+}
+
+TEST_P(IoBatchTest, SendsQueuedByAReadGoOutInTheSameRun) {
+  TestSocket in(""), out("");
+  in.writePeer("ping");
+  in.on_recv = [&] {
+    out.setData(in.in_);
+    batch_.scheduleSend(out);
+  };
+  batch_.scheduleRecv(in);
+  batch_.run();
+  EXPECT_EQ(out.results, std::vector<ssize_t>{4});
+  EXPECT_EQ(out.readPeer(), "ping");
+  EXPECT_TRUE(batch_.empty());
+}
+
+TEST_P(IoBatchTest, AReadMayDestroyASocketReadInTheSameRound) {
+  TestSocket a("");
+  auto b = std::make_unique<TestSocket>("");
+  a.writePeer("a");
+  b->writePeer("b");
+  a.on_recv = [&] { b.reset(); };
+  batch_.scheduleRecv(a);
+  batch_.scheduleRecv(*b);
+  batch_.scheduleSend(*b);
+  batch_.run();  // b's bytes were read with a's; b's completion and its send are dropped
+  EXPECT_EQ(a.in_, "a");
+  EXPECT_EQ(b, nullptr);
+  EXPECT_TRUE(batch_.empty());
+}
+
+TEST_P(IoBatchTest, MoreReadsThanOneRoundTakes) {
+  std::vector<std::unique_ptr<TestSocket>> sockets;
+  for (int i = 0; i < 150; ++i) {
+    sockets.push_back(std::make_unique<TestSocket>(""));
+    sockets.back()->writePeer("r" + std::to_string(i));
+    batch_.scheduleRecv(*sockets.back());
+  }
+  batch_.run();
+  for (int i = 0; i < 150; ++i) EXPECT_EQ(sockets[i]->in_, "r" + std::to_string(i));
 }
 
 INSTANTIATE_TEST_SUITE_P(UringAndPlain, IoBatchTest, ::testing::Values(true, false),
