@@ -35,8 +35,8 @@ class IoBatch {
   // Bytes per batched read. Reads land in the batch's own memory and are copied out: a
   // connection then holds what it received, not a 16 KiB slice per read in flight (which, for
   // every readable connection at once, overflowed the spare-chain cache and cost about one page
-  // fault per request). A request head fits; a bigger one reads on directly.
-  static constexpr size_t kRecvSlot = 4096;
+  // fault per request). Most request heads fit; a bigger one reads on directly.
+  static constexpr size_t kRecvSlot = 2048;
 
   // One read or send: a socket and the memory to read into or send from.
   struct Op {

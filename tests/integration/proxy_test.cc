@@ -9,9 +9,18 @@
 namespace connwarden::testing {
 namespace {
 
-class ProxyTest : public ::testing::Test {
+// Sets whether the workers made while it lives may use io_uring.
+struct IoUringAllowed {
+  explicit IoUringAllowed(bool allowed) { event::Dispatcher::setIoUringAllowed(allowed); }
+  ~IoUringAllowed() { event::Dispatcher::setIoUringAllowed(true); }
+};
+
+// Every case runs twice: socket I/O batched through io_uring (where the kernel allows it), and
+// with one system call per read or send (--io-uring=false, or a kernel or seccomp profile that
+// refuses io_uring).
+class ProxyTest : public ::testing::TestWithParam<bool> {
  protected:
-  ProxyTest() : server_(TestServer::simpleConfig(app_.address())) {}
+  ProxyTest() : uring_(GetParam()), server_(TestServer::simpleConfig(app_.address())) {}
 
   uint64_t upstreamConnects() {
     uint64_t connects = 0;
@@ -21,11 +30,28 @@ class ProxyTest : public ::testing::Test {
     return connects;
   }
 
+  IoUringAllowed uring_;
   DemoApp app_;
   TestServer server_;
 };
 
-TEST_F(ProxyTest, GetIsForwardedAndAnswered) {
+TEST_P(ProxyTest, WorkersUseIoUringOnlyWhenAllowed) {
+  TestClient client(server_.port());
+  ASSERT_TRUE(client.send(getRequest("/")) && client.readResponse());
+  bool uring = false;
+  std::string why;
+  server_.runOnWorker(0, [&](server::Worker& worker) {
+    uring = worker.dispatcher().ioBatch().uring();
+    why = worker.dispatcher().ioBatch().uringUnavailableReason();
+  });
+  if (!GetParam()) {
+    EXPECT_FALSE(uring);
+  } else if (!uring) {
+    GTEST_SKIP() << "io_uring unavailable here: " << why;
+  }
+}
+
+TEST_P(ProxyTest, GetIsForwardedAndAnswered) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.connected());
   ASSERT_TRUE(client.send(getRequest("/")));
@@ -35,7 +61,7 @@ TEST_F(ProxyTest, GetIsForwardedAndAnswered) {
   EXPECT_EQ(response->body, "hello from connwarden demo\n");
 }
 
-TEST_F(ProxyTest, PostBodyIsEchoed) {
+TEST_P(ProxyTest, PostBodyIsEchoed) {
   TestClient client(server_.port());
   const std::string body(100000, 'x');
   ASSERT_TRUE(client.send("POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: " +
@@ -46,7 +72,7 @@ TEST_F(ProxyTest, PostBodyIsEchoed) {
   EXPECT_EQ(response->body, body);
 }
 
-TEST_F(ProxyTest, KeepAliveReusesBothSides) {
+TEST_P(ProxyTest, KeepAliveReusesBothSides) {
   TestClient client(server_.port());
   for (int i = 0; i < 5; ++i) {
     SCOPED_TRACE(i);
@@ -61,7 +87,7 @@ TEST_F(ProxyTest, KeepAliveReusesBothSides) {
   EXPECT_EQ(upstreamConnects(), 1u);
 }
 
-TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
+TEST_P(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
   TestClient client(server_.port());
   // The slow one in the middle must not let the fast one behind it overtake.
   ASSERT_TRUE(client.send(getRequest("/bytes?n=3") + getRequest("/slow?ms=100") +
@@ -75,7 +101,7 @@ TEST_F(ProxyTest, PipelinedRequestsAreAnsweredInOrder) {
   EXPECT_EQ(third->body, "abcde");
 }
 
-TEST_F(ProxyTest, ChunkedRequestAndResponse) {
+TEST_P(ProxyTest, ChunkedRequestAndResponse) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(
       "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -93,7 +119,7 @@ TEST_F(ProxyTest, ChunkedRequestAndResponse) {
   EXPECT_EQ(response->body.size(), 70000u);
 }
 
-TEST_F(ProxyTest, ExpectContinueGetsContinueThenResponse) {
+TEST_P(ProxyTest, ExpectContinueGetsContinueThenResponse) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(
       "POST /echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\n"
@@ -107,7 +133,7 @@ TEST_F(ProxyTest, ExpectContinueGetsContinueThenResponse) {
   EXPECT_EQ(response->body, "ping");
 }
 
-TEST_F(ProxyTest, HopByHopHeadersRemovedAndForwardedHeadersAdded) {
+TEST_P(ProxyTest, HopByHopHeadersRemovedAndForwardedHeadersAdded) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(getRequest(
       "/headers", "Connection: keep-alive, X-Secret\r\nX-Secret: 1\r\nKeep-Alive: timeout=5\r\n"
@@ -124,7 +150,7 @@ TEST_F(ProxyTest, HopByHopHeadersRemovedAndForwardedHeadersAdded) {
   EXPECT_NE(seen.find("X-Forwarded-Proto: http\n"), std::string::npos) << seen;
 }
 
-TEST_F(ProxyTest, HeadRequestHasNoBody) {
+TEST_P(ProxyTest, HeadRequestHasNoBody) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send("HEAD /bytes?n=1000 HTTP/1.1\r\nHost: localhost\r\n\r\n" +
                           getRequest("/bytes?n=2")));
@@ -137,7 +163,7 @@ TEST_F(ProxyTest, HeadRequestHasNoBody) {
   EXPECT_EQ(next->body, "ab");
 }
 
-TEST_F(ProxyTest, ConnectionCloseIsHonouredAndRegistryEmpties) {
+TEST_P(ProxyTest, ConnectionCloseIsHonouredAndRegistryEmpties) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(getRequest("/", "Connection: close\r\n")));
   auto response = client.readResponse();
@@ -147,7 +173,7 @@ TEST_F(ProxyTest, ConnectionCloseIsHonouredAndRegistryEmpties) {
   EXPECT_TRUE(waitFor([&] { return server_.connectionCount() == 0; }));
 }
 
-TEST_F(ProxyTest, Http10WithoutKeepAliveCloses) {
+TEST_P(ProxyTest, Http10WithoutKeepAliveCloses) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send("GET / HTTP/1.0\r\nHost: localhost\r\n\r\n"));
   auto response = client.readResponse();
@@ -156,7 +182,7 @@ TEST_F(ProxyTest, Http10WithoutKeepAliveCloses) {
   EXPECT_TRUE(client.waitForClose());
 }
 
-TEST_F(ProxyTest, WebSocketUpgradeBecomesTunnel) {
+TEST_P(ProxyTest, WebSocketUpgradeBecomesTunnel) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(getRequest(
       "/ws", "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
@@ -180,7 +206,7 @@ TEST_F(ProxyTest, WebSocketUpgradeBecomesTunnel) {
   EXPECT_EQ(echoed, std::string("\x81\x02hi", 4));
 }
 
-TEST_F(ProxyTest, ManyConnectionsLeaveRegistryEmpty) {
+TEST_P(ProxyTest, ManyConnectionsLeaveRegistryEmpty) {
   for (int i = 0; i < 200; ++i) {
     TestClient client(server_.port());
     ASSERT_TRUE(client.send(getRequest("/", i % 2 == 0 ? "Connection: close\r\n" : "")));
@@ -188,6 +214,9 @@ TEST_F(ProxyTest, ManyConnectionsLeaveRegistryEmpty) {
   }
   EXPECT_TRUE(waitFor([&] { return server_.connectionCount() == 0; }));
 }
+
+INSTANTIATE_TEST_SUITE_P(UringAndPlain, ProxyTest, ::testing::Values(true, false),
+                         [](const auto& info) { return info.param ? "Uring" : "Plain"; });
 
 // A second worker: connections are spread by the kernel, and IDs say which worker owns them.
 TEST(ProxyWorkersTest, TwoWorkersServeAndIdsEncodeTheWorker) {
