@@ -200,9 +200,10 @@ void Dispatcher::run() {
     static std::once_flag reported;  // every worker meets the same kernel and seccomp profile
     std::call_once(reported, [this] {
       if (io_batch_->uring()) {
-        CW_LOG(kInfo, "sends: batched through io_uring, one system call per loop pass");
+        CW_LOG(kInfo, "socket I/O: batched through io_uring, one system call for a loop "
+                      "pass's reads and one for its sends");
       } else {
-        CW_LOG(kInfo, "sends: one send(2) each; io_uring unavailable: %s",
+        CW_LOG(kInfo, "socket I/O: one recv(2)/send(2) each; io_uring unavailable: %s",
                io_batch_->uringUnavailableReason());
       }
     });

@@ -112,8 +112,8 @@ class Dispatcher {
   const std::string& name() const { return name_; }
 
   // Runs the loop on the calling thread until exit() is called. The calling thread becomes the
-  // dispatcher's thread. Each pass runs the callbacks of every ready event, then the sends they
-  // queued on ioBatch().
+  // dispatcher's thread. Each pass runs the callbacks of every ready event, then the reads and
+  // sends they queued on ioBatch().
   void run();
   // Thread-safe. Makes run() return after the current iteration.
   void exit();
@@ -138,10 +138,10 @@ class Dispatcher {
   MonotonicTime now() const;
 
   event_base* base() { return base_; }
-  // Sends gathered over the loop's current pass (see io_batch.h).
+  // Socket reads and sends gathered over the loop's current pass (see io_batch.h).
   IoBatch& ioBatch() { return *io_batch_; }
 
-  // Whether dispatchers made from now on may send through io_uring (default: yes). For
+  // Whether dispatchers made from now on may use io_uring (default: yes). For
   // `--io-uring=false`, set before the workers start.
   static void setIoUringAllowed(bool allowed);
 

@@ -149,8 +149,13 @@ void Connection::completeRecv(const char* data, ssize_t result) {
   if (state_ == State::kClosed) return;
   event::MemoryAccount::Scope scope(account_);
   IoResult io = transport_->completeBatchedRead(read_buffer_, data, result);
-  if (static_cast<size_t>(result) == event::IoBatch::kRecvSlot &&
-      (readEnabled() || state_ == State::kClosing)) {
+  if (io.action == PostIoAction::kKeepOpen && !readEnabled() && state_ == State::kOpen) {
+    // Paused by a callback earlier in this round: keep the bytes for when reading resumes
+    // (which reads again, and sees an end of stream again).
+    bytes_read_ += io.bytes;
+    return;
+  }
+  if (result == static_cast<ssize_t>(event::IoBatch::kRecvSlot)) {
     // The slot is full: more may be waiting. Read on now, as onReadReady() would have.
     const IoResult more = transport_->doRead(read_buffer_, kMaxReadPerEvent - io.bytes);
     io.bytes += more.bytes;

@@ -2,12 +2,12 @@
 // The Connection owns its TransportSocket and calls it on its dispatcher's thread only.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
-
-#include <sys/types.h>
 
 #include "sidecar/network/buffer.h"
 

@@ -31,8 +31,8 @@ ABSL_FLAG(bool, validate, false, "Check the config and exit: 0 if valid, 2 if no
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(30),
           "On SIGTERM, how long connections may take to finish before they are closed.");
 ABSL_FLAG(bool, io_uring, true,
-          "Send each loop pass's output in one io_uring_enter(2) when the kernel allows it; "
-          "false: one send(2) per connection.");
+          "Read and send for every connection of a loop pass with one io_uring_enter(2) each, "
+          "when the kernel allows it; false: one recv(2)/send(2) per connection.");
 ABSL_FLAG(bool, print_default_config, false, "Print the embedded default config and exit.");
 ABSL_FLAG(std::string, state_dir, "",
           "Directory where route policies set at runtime are kept, so that a restart keeps them. "

@@ -20,7 +20,9 @@ ROUNDS=${ROUNDS:-5}         # each round runs every proxy once per mode, order r
 MODES=${MODES:-plain tls}   # "plain", "tls" or both
 WARMUP=${WARMUP:-1s}        # one unmeasured run per proxy and mode before round 1; 0 = none
 
-PROXIES=(nginx haproxy connwarden)
+# connwarden_syscalls: the same binary with --io-uring=false, one recv(2)/send(2) per connection
+# and pass: what runs where a seccomp profile (Docker's and containerd's defaults) refuses io_uring.
+PROXIES=(nginx haproxy connwarden connwarden_syscalls)
 REQUEST_PATH='/bytes?n=100'
 BODY_BYTES=100
 START_TIMEOUT_S=10
@@ -298,6 +300,11 @@ EOF
   CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$dir/connwarden.yaml" --metrics-address 127.0.0.1:0 --admin-address 127.0.0.1:0)
 }
 
+start_connwarden_syscalls() {
+  start_connwarden "$@"
+  CMD+=(--io-uring=false)
+}
+
 declare -A PID PORT BROKEN # BROKEN[proxy] / BROKEN[mode/proxy]: why it is not measured
 start_proxy() {
   local name=$1 dir=$WORKDIR/$1 plain tls mode
@@ -499,16 +506,18 @@ report_mode() {
   echo "Targets vs HAProxy: req/s ${r_rps}× (≥ 1.10: $(verdict "$r_rps" '>=' 1.10))," \
     "CPU/request ${r_cpu}× (≤ 0.80: $(verdict "$r_cpu" '<=' 0.80))," \
     "p99 ${r_p99}× (≤ 1.00: $(verdict "$r_p99" '<=' 1.00))$note"
-  paired_ratios "$mode"
+  paired_ratios "$mode" connwarden
+  paired_ratios "$mode" connwarden_syscalls
 }
 
-# connwarden ÷ HAProxy within each round, whose runs are minutes apart at most: the machine's
-# speed drifts between rounds (other guests on the host), which ratios of medians do not cancel.
+# connwarden (or its variant $2) ÷ HAProxy within each round, whose runs are minutes apart at
+# most: the machine's speed drifts between rounds (other guests on the host), which ratios of
+# medians do not cancel.
 paired_ratios() {
-  local mode=$1 r cw hp rps_list="" cpu_list="" p99_list="" n=0
+  local mode=$1 who=$2 r cw hp rps_list="" cpu_list="" p99_list="" n=0
   local c_rps c_cpu c_p99 h_rps h_cpu h_p99
   for ((r = 0; r < ROUNDS; r++)); do
-    cw=${BY_ROUND[$mode/connwarden/$r]:-}
+    cw=${BY_ROUND[$mode/$who/$r]:-}
     hp=${BY_ROUND[$mode/haproxy/$r]:-}
     [[ -n $cw && -n $hp ]] || continue
     read -r c_rps c_cpu c_p99 <<<"$cw"
@@ -519,7 +528,7 @@ paired_ratios() {
   done
   ((n > 1)) || return 0
   echo
-  echo "Paired by round (connwarden ÷ HAProxy in the same round, median and range over $n rounds):" \
+  echo "Paired by round ($who ÷ HAProxy in the same round, median and range over $n rounds):" \
     "req/s $(fmt "$(median "$rps_list")" %.2f)× ($(range_of "$rps_list"))," \
     "CPU/request $(fmt "$(median "$cpu_list")" %.2f)× ($(range_of "$cpu_list"))," \
     "p99 $(fmt "$(median "$p99_list")" %.2f)× ($(range_of "$p99_list"))"
