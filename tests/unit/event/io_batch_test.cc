@@ -131,23 +131,27 @@ TEST_P(IoBatchTest, NothingToSendCompletesWithZero) {
   EXPECT_EQ(a.results, std::vector<ssize_t>{0});
 }
 
+// With two sockets, so that the ring (not a lone system call) carries the sends.
 TEST_P(IoBatchTest, AFullSocketAnswersEagainWithoutWaiting) {
-  TestSocket a(std::string(1 << 20, 'a'));
+  TestSocket a(std::string(1 << 20, 'a')), b("b");
   // Fill the pair's buffers first.
   while (true) {
     batch_.scheduleSend(a);
+    batch_.scheduleSend(b);
     batch_.run();
     ASSERT_FALSE(a.results.empty());
     if (a.results.back() < 0) break;
   }
   EXPECT_EQ(a.results.back(), -EAGAIN);
   EXPECT_GT(a.left(), 0u);
+  EXPECT_EQ(b.readPeer(), "b");
 }
 
 TEST_P(IoBatchTest, AClosedDescriptorIsAnErrorNotACrash) {
-  TestSocket a("data");
+  TestSocket a("data"), b("b");
   const int fd = a.fd();
   batch_.scheduleSend(a);
+  batch_.scheduleSend(b);
   // The descriptor number is invalid now (nothing else opens one in between).
   const int saved = dup(fd);
   ASSERT_GE(saved, 0);
@@ -155,6 +159,7 @@ TEST_P(IoBatchTest, AClosedDescriptorIsAnErrorNotACrash) {
   batch_.run();
   ASSERT_EQ(a.results.size(), 1u);
   EXPECT_EQ(a.results[0], -EBADF);
+  EXPECT_EQ(b.results, std::vector<ssize_t>{1});
   ASSERT_EQ(dup2(saved, fd), fd);  // for the destructor
   close(saved);
 }
