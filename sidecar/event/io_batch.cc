@@ -14,9 +14,8 @@ namespace connwarden::event {
 
 namespace {
 // Operations per io_uring_enter; a pass with more issues them in several. A loaded worker's pass
-// carries a few tens. Reads take fewer per round: each has a slot of the batch's memory, and
-// all of it stays resident once a round was that large (32 * 2 KiB = 64 KiB per worker; 64 * 4
-// KiB added 26 B to each of 10 000 idle connections in idle_bench's RSS figure, and no speed).
+// carries a few tens. Reads take fewer per round: each has a slot of the batch's memory
+// (32 * 2 KiB = 64 KiB per worker; 64 * 4 KiB was no faster).
 constexpr unsigned kEntries = 128;
 constexpr unsigned kRecvOps = 32;
 constexpr int kFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
@@ -36,6 +35,9 @@ IoBatch::Socket::~Socket() {
 
 IoBatch::IoBatch(bool use_uring) : want_uring_(use_uring) {
   MemoryAccount::Scope loop_memory(nullptr);  // the worker's, not a connection's
+  // Zeroed: resident from the start, a fixed cost of the worker rather than page faults under
+  // the first burst of reads.
+  recv_slots_ = std::make_unique<char[]>(kRecvOps * kRecvSlot);
   ops_.resize(kEntries);
   op_slots_.resize(kEntries);
   results_.resize(kEntries);
@@ -124,10 +126,6 @@ void IoBatch::runLane(Kind kind) {
   if (lane.live == 0) {
     lane.queue.clear();
     return;
-  }
-  if (kind == kRecv && recv_slots_ == nullptr) {
-    MemoryAccount::Scope loop_memory(nullptr);
-    recv_slots_.reset(new char[kRecvOps * kRecvSlot]);  // not zeroed: untouched pages stay free
   }
   lane.running.swap(lane.queue);
   lane.live = 0;

@@ -124,7 +124,7 @@ class IoBatch {
   std::unique_ptr<Ring> ring_;
   std::string uring_error_;
   Lane lanes_[2];
-  std::unique_ptr<char[]> recv_slots_;  // made on the first read: kRecvOps * kRecvSlot
+  std::unique_ptr<char[]> recv_slots_;  // kRecvOps * kRecvSlot
   std::vector<Op> ops_;
   std::vector<uint32_t> op_slots_;  // running-list index of each op
   std::vector<ssize_t> results_;
