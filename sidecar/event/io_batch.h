@@ -16,7 +16,8 @@
 //
 // Without io_uring (an old kernel, `--io-uring=false`, or a seccomp profile that forbids it, as
 // container runtimes' default profiles do) each operation is its own system call, at the same
-// point, with the same results.
+// point, with the same results; so is a round of a single operation, for which the ring costs
+// more than the plain call.
 #pragma once
 
 #include <sys/types.h>
@@ -54,7 +55,6 @@ class IoBatch {
    protected:
     Socket() = default;
     bool sendQueued() const { return lanes_[kSend].queued; }
-    bool recvQueued() const { return lanes_[kRecv].queued; }
 
     // Reads. Returns false for no read now; else sets `fd`. The batch reads into memory of its
     // own, up to kRecvSlot bytes, and hands them over: `result` bytes at `data`, 0 at end of
