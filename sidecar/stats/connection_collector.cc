@@ -54,6 +54,7 @@ struct WorkerSample {
   std::array<uint64_t, 32> closes{};
   std::vector<http::RequestStats::PerRoute> requests;
   std::vector<PoolSample> pools;
+  bool io_uring = false;
 };
 
 bool moreMemory(const ConnectionSample& a, const ConnectionSample& b) {
@@ -110,6 +111,7 @@ WorkerSample sampleWorker(const WorkerSource& source, size_t limit) {
   out.dormant_seconds = std::chrono::duration<double>(manager.dormantTime()).count();
   out.closes = manager.closesByReason();
   out.requests = source.requests->byRoute();
+  out.io_uring = source.dispatcher->ioBatch().uring();
   for (const auto& pool : *source.pools) {
     out.pools.push_back({pool->config().name, pool->activeCount(), pool->idleCount(),
                          pool->connectFailures(), pool->connectsStarted()});
@@ -442,6 +444,15 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
                             MetricType::Gauge);
     add(f, {{"version", options_.version}}).gauge.value = 1;
     out.push_back(std::move(f));
+  }
+  {
+    size_t io_uring = 0;
+    for (const WorkerSample& sample : samples) io_uring += sample.io_uring ? 1 : 0;
+    addGauge(out, "connwarden_io_uring_workers",
+             "Workers whose socket reads and sends go through io_uring, a few system calls per "
+             "loop pass; the others make one recv/send per connection (io_uring refused by the "
+             "kernel or a seccomp profile, or --io-uring=false)",
+             static_cast<double>(io_uring));
   }
   addGauge(out, "connwarden_metrics_workers_unanswered",
            "Workers that did not answer this scrape in time (their figures are left out)",

@@ -410,6 +410,29 @@ TEST_F(MetricsTest, ProbesAndReadinessFailsWhileDraining) {
   EXPECT_EQ(scrape(*metrics).value("connwarden_metrics_workers_unanswered"), 1);
 }
 
+// Whether the workers batch their socket I/O through io_uring depends on the kernel and the
+// seccomp profile; the gauge says how many do, as the workers themselves know it.
+TEST_F(MetricsTest, IoUringWorkersCountsTheWorkersThatUseIt) {
+  for (bool allowed : {true, false}) {
+    SCOPED_TRACE(allowed);
+    event::Dispatcher::setIoUringAllowed(allowed);
+    auto server = std::make_unique<TestServer>(TestServer::simpleConfig(app_.address()), 2);
+    event::Dispatcher::setIoUringAllowed(true);
+    auto metrics = startMetrics(*server);
+    ASSERT_NE(metrics, nullptr);
+    int using_it = 0;
+    for (uint32_t w = 0; w < 2; ++w) {
+      server->runOnWorker(w, [&](server::Worker& worker) {
+        using_it += worker.dispatcher().ioBatch().uring() ? 1 : 0;
+      });
+    }
+    if (!allowed) {
+      EXPECT_EQ(using_it, 0);
+    }
+    EXPECT_EQ(scrape(*metrics).value("connwarden_io_uring_workers"), using_it);
+  }
+}
+
 TEST_F(MetricsTest, AWorkerThatDoesNotAnswerIsLeftOutAndTheScrapeStillAnswers) {
   auto server = serve();
   auto metrics = startMetrics(*server);
