@@ -55,6 +55,8 @@ class IoBatch {
    protected:
     Socket() = default;
     bool sendQueued() const { return lanes_[kSend].queued; }
+    // Queued and its run has begun: the batch prepares or has issued its send.
+    bool sendRunning() const { return lanes_[kSend].running; }
 
     // Reads. Returns false for no read now; else sets `fd`. The batch reads into memory of its
     // own, up to kRecvSlot bytes, and hands them over: `result` bytes at `data`, 0 at end of

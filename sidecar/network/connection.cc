@@ -205,13 +205,12 @@ void Connection::write(Buffer& data, bool end_stream) {
   write_buffer_.move(data);
   if (end_stream) write_end_stream_ = true;
   checkWatermarks();
-  if (state_ != State::kConnecting && !write_scheduled_) {
+  if (state_ == State::kConnecting) return;  // the connect's completion flushes
+  if (transport_->batchesIo()) {
+    dispatcher_.ioBatch().scheduleSend(*this);  // once per pass, however many writes
+  } else if (!write_scheduled_) {
     write_scheduled_ = true;
-    if (transport_->batchesIo()) {
-      dispatcher_.ioBatch().scheduleSend(*this);
-    } else {
-      file_event_.activate(event::FileReadyType::kWrite);
-    }
+    file_event_.activate(event::FileReadyType::kWrite);
   }
 }
 
@@ -222,28 +221,23 @@ void Connection::onWriteReady() {
 
 void Connection::flushWrite() {
   if (state_ == State::kClosed || state_ == State::kConnecting) return;
-  if (send_in_flight_) return;  // its completion goes on from there
+  if (sendRunning()) return;  // the batch is sending it now; its completion goes on from there
   afterWrite(transport_->doWrite(write_buffer_, write_end_stream_));
 }
 
 int Connection::prepareSend(event::IoBatch::Op& op) {
   if (state_ == State::kClosed || state_ == State::kConnecting) return 0;
   op.fd = fd_;
-  const int n = write_buffer_.peek(op.slices, event::IoBatch::kMaxSlices);
-  send_in_flight_ = n > 0;
-  return n;
+  return write_buffer_.peek(op.slices, event::IoBatch::kMaxSlices);
 }
 
 void Connection::completeSend(ssize_t result) {
-  send_in_flight_ = false;
-  write_scheduled_ = false;
   if (state_ == State::kClosed || state_ == State::kConnecting) return;
   event::MemoryAccount::Scope scope(account_);
   const IoResult io = transport_->completeBatchedWrite(write_buffer_, result);
   if (io.action == PostIoAction::kKeepOpen && io.bytes > 0 && !write_buffer_.empty()) {
     // More than one send takes, or written since it was prepared: again at the end of the next
     // pass (the socket took all it was offered, so it likely has room).
-    write_scheduled_ = true;
     dispatcher_.ioBatch().scheduleSend(*this);
   }
   afterWrite(io);

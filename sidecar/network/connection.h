@@ -182,8 +182,9 @@ class Connection : public event::DeferredDeletable,
   bool read_end_stream_ = false;    // the peer sent FIN
   bool transport_connected_ = false;
   bool read_pending_in_transport_ = false;
-  bool write_scheduled_ = false;    // a flush is coming (write event activated, or a batched send)
-  bool send_in_flight_ = false;     // a batched send is out; its completion continues the flush
+  // A flush is coming: the write event is activated (a transport without batched I/O; with it,
+  // sendQueued() says so).
+  bool write_scheduled_ = false;
 };
 
 using ConnectionPtr = std::unique_ptr<Connection>;
