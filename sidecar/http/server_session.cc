@@ -205,7 +205,7 @@ void ServerSession::hibernate() {
     return;
   }
   if (state_ != SessionState::kIdle || !connection_->readBuffer().empty() ||
-      connection_->writeBufferLength() > 0 || (codec_ != nullptr && codec_->streamActive())) {
+      connection_->unsentBytes() > 0 || (codec_ != nullptr && codec_->streamActive())) {
     // Not quiet after all (the response is still draining to a slow client): try again later.
     hibernate_not_before_ = context_.dispatcher.now() + std::chrono::milliseconds(100);
     armTimer();

@@ -216,7 +216,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   client->awaiting_response_ = false;
   if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||
       idle_count_ >= config_.max_idle_connections || !client->connection_->readBuffer().empty() ||
-      client->connection_->writeBufferLength() > 0 || !client->scratch_.empty()) {
+      client->connection_->unsentBytes() > 0 || !client->scratch_.empty()) {
     destroy(client);
     return;
   }

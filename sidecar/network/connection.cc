@@ -93,13 +93,11 @@ void Connection::onFileEvent(uint32_t events) {
     onConnectReady();
     return;
   }
-  if ((events & event::FileReadyType::kWrite) && state_ != State::kClosed) onWriteReady();
+  // Writable again after a send the socket did not take whole: send the rest now. Readable:
+  // read at the end of the pass, with every other readable connection.
+  if ((events & event::FileReadyType::kWrite) && state_ != State::kClosed) flushWrite();
   if ((events & event::FileReadyType::kRead) && state_ != State::kClosed) {
-    if (transport_->batchesIo()) {
-      dispatcher_.ioBatch().scheduleRecv(*this);
-    } else {
-      onReadReady();
-    }
+    dispatcher_.ioBatch().scheduleRecv(*this);
   }
 }
 
@@ -130,14 +128,6 @@ void Connection::setReadBufferReady() {
   if (readEnabled()) file_event_.activate(event::FileReadyType::kRead);
 }
 
-void Connection::onReadReady() {
-  if (!readEnabled() && state_ == State::kOpen) {
-    return;
-  }
-  read_pending_in_transport_ = false;
-  afterRead(transport_->doRead(read_buffer_, kMaxReadPerEvent));
-}
-
 bool Connection::prepareRecv(int* fd) {
   if (state_ == State::kClosed || state_ == State::kConnecting) return false;
   if (!readEnabled() && state_ == State::kOpen) return false;
@@ -148,6 +138,7 @@ bool Connection::prepareRecv(int* fd) {
 void Connection::completeRecv(const char* data, ssize_t result) {
   if (state_ == State::kClosed) return;
   event::MemoryAccount::Scope scope(account_);
+  read_pending_in_transport_ = false;
   IoResult io = transport_->completeBatchedRead(read_buffer_, data, result);
   if (io.action == PostIoAction::kKeepOpen && !readEnabled() && state_ == State::kOpen) {
     // Paused by a callback earlier in this round: keep the bytes for when reading resumes
@@ -188,7 +179,8 @@ void Connection::afterRead(const IoResult& result) {
     read_end_stream_ = true;
     updateInterest();
   }
-  if (transport_->wantsWrite()) updateInterest();
+  // The transport made records of its own (TLS handshake messages, session tickets).
+  if (transport_->bytesToSend() > 0) dispatcher_.ioBatch().scheduleSend(*this);
   // Also with no new bytes when the buffer holds some: reading was just re-enabled and the
   // owner left them there while it was paused.
   if ((!read_buffer_.empty() || result.end_stream) && callbacks_ != nullptr) {
@@ -206,17 +198,7 @@ void Connection::write(Buffer& data, bool end_stream) {
   if (end_stream) write_end_stream_ = true;
   checkWatermarks();
   if (state_ == State::kConnecting) return;  // the connect's completion flushes
-  if (transport_->batchesIo()) {
-    dispatcher_.ioBatch().scheduleSend(*this);  // once per pass, however many writes
-  } else if (!write_scheduled_) {
-    write_scheduled_ = true;
-    file_event_.activate(event::FileReadyType::kWrite);
-  }
-}
-
-void Connection::onWriteReady() {
-  write_scheduled_ = false;
-  flushWrite();
+  dispatcher_.ioBatch().scheduleSend(*this);  // once per pass, however many writes
 }
 
 void Connection::flushWrite() {
@@ -227,15 +209,17 @@ void Connection::flushWrite() {
 
 int Connection::prepareSend(event::IoBatch::Op& op) {
   if (state_ == State::kClosed || state_ == State::kConnecting) return 0;
+  event::MemoryAccount::Scope scope(account_);  // TLS encrypts here
   op.fd = fd_;
-  return write_buffer_.peek(op.slices, event::IoBatch::kMaxSlices);
+  return transport_->prepareBatchedWrite(write_buffer_, write_end_stream_)
+      .peek(op.slices, event::IoBatch::kMaxSlices);
 }
 
 void Connection::completeSend(ssize_t result) {
   if (state_ == State::kClosed || state_ == State::kConnecting) return;
   event::MemoryAccount::Scope scope(account_);
   const IoResult io = transport_->completeBatchedWrite(write_buffer_, result);
-  if (io.action == PostIoAction::kKeepOpen && io.bytes > 0 && !write_buffer_.empty()) {
+  if (io.action == PostIoAction::kKeepOpen && io.sent > 0 && unsentBytes() > 0) {
     // More than one send takes, or written since it was prepared: again at the end of the next
     // pass (the socket took all it was offered, so it likely has room).
     dispatcher_.ioBatch().scheduleSend(*this);
@@ -251,22 +235,23 @@ void Connection::afterWrite(const IoResult& result) {
                                           : ConnectionEvent::kRemoteClose);
     return;
   }
-  if (write_buffer_.empty() && write_end_stream_ && !write_shut_down_ && transport_connected_) {
+  const bool flushed = unsentBytes() == 0;
+  if (flushed && write_end_stream_ && !write_shut_down_ && transport_connected_) {
     write_shut_down_ = true;
     ::shutdown(fd_, SHUT_WR);
   }
-  if (state_ == State::kClosing && write_buffer_.empty()) {
+  if (state_ == State::kClosing && flushed) {
     finishClosing();
     if (state_ == State::kClosed) return;
   }
-  updateWriteTimer(result.bytes);
+  updateWriteTimer(result.sent);
   updateInterest();
   checkWatermarks();
 }
 
 void Connection::updateWriteTimer(uint64_t progress) {
   if (write_timeout_.count() <= 0) return;
-  if (write_buffer_.empty()) {
+  if (unsentBytes() == 0) {
     if (write_timer_ != nullptr) write_timer_->disable();
     return;
   }
@@ -285,7 +270,7 @@ void Connection::setWriteTimeout(std::chrono::milliseconds timeout) {
   write_timeout_ = timeout;
   if (timeout.count() <= 0) {
     if (write_timer_ != nullptr) write_timer_->disable();
-  } else if (!write_buffer_.empty() && state_ != State::kClosed) {
+  } else if (state_ != State::kClosed && unsentBytes() > 0) {
     updateWriteTimer(1);
   }
 }
@@ -310,9 +295,8 @@ void Connection::releaseSpareTimers() {
 
 bool Connection::quiet() const {
   return state_ == State::kOpen && transport_connected_ && read_buffer_.empty() &&
-         write_buffer_.empty() && !write_end_stream_ && !read_end_stream_ &&
-         !read_pending_in_transport_ && !write_scheduled_ && !sendQueued() && readEnabled() &&
-         !transport_->wantsWrite();
+         unsentBytes() == 0 && !write_end_stream_ && !read_end_stream_ &&
+         !read_pending_in_transport_ && !sendQueued() && readEnabled();
 }
 
 Connection::DetachedSocket Connection::detachSocket() {
@@ -328,7 +312,7 @@ Connection::DetachedSocket Connection::detachSocket() {
 }
 
 void Connection::checkWatermarks() {
-  const size_t len = write_buffer_.length();
+  const size_t len = unsentBytes();
   if (!above_high_watermark_ && len > high_watermark_) {
     above_high_watermark_ = true;
     if (callbacks_ != nullptr) callbacks_->onAboveWriteBufferHighWatermark();
@@ -362,9 +346,7 @@ void Connection::updateInterest() {
   const bool reading = state_ == State::kClosing || (readEnabled() && !read_end_stream_);
   if (reading && !read_end_stream_) events |= event::FileReadyType::kRead;
   // A queued batched send needs no writability: it is tried at the end of the pass.
-  if ((!write_buffer_.empty() && !sendQueued()) || transport_->wantsWrite()) {
-    events |= event::FileReadyType::kWrite;
-  }
+  if (unsentBytes() > 0 && !sendQueued()) events |= event::FileReadyType::kWrite;
   file_event_.setEnabled(events);
 }
 

@@ -114,7 +114,9 @@ class Connection : public event::DeferredDeletable,
   bool aboveHighWatermark() const { return above_high_watermark_; }
 
   Buffer& readBuffer() { return read_buffer_; }
-  size_t writeBufferLength() const { return write_buffer_.length(); }
+  // Bytes waiting for the socket: the write buffer and what the transport made of it (TLS
+  // records). The watermarks count these.
+  size_t unsentBytes() const { return write_buffer_.length() + transport_->bytesToSend(); }
   const Address& peerAddress() const { return peer_; }
   const Address& localAddress() const { return local_; }
   const TransportSocket& transport() const { return *transport_; }
@@ -132,10 +134,8 @@ class Connection : public event::DeferredDeletable,
   enum class Start { kAccepted, kConnecting, kResumed };
   Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport, Start start);
   void onFileEvent(uint32_t events);
-  void onReadReady();
   // What follows any read: closing on errors, end of stream, handing the bytes on.
   void afterRead(const IoResult& result);
-  void onWriteReady();
   void onConnectReady();
   void flushWrite();
   // What follows any write: half-close, finishing a close, the write timer, interest, watermarks.
@@ -151,7 +151,7 @@ class Connection : public event::DeferredDeletable,
   void onTransportConnected() override;
   void setReadBufferReady() override;
 
-  // event::IoBatch::Socket: reads and sends of a raw transport, at the end of the loop pass.
+  // event::IoBatch::Socket: the socket's reads and sends, at the end of the loop pass.
   bool prepareRecv(int* fd) override;
   void completeRecv(const char* data, ssize_t result) override;
   int prepareSend(event::IoBatch::Op& op) override;
@@ -182,9 +182,6 @@ class Connection : public event::DeferredDeletable,
   bool read_end_stream_ = false;    // the peer sent FIN
   bool transport_connected_ = false;
   bool read_pending_in_transport_ = false;
-  // A flush is coming: the write event is activated (a transport without batched I/O; with it,
-  // sendQueued() says so).
-  bool write_scheduled_ = false;
 };
 
 using ConnectionPtr = std::unique_ptr<Connection>;

@@ -8,16 +8,6 @@
 
 namespace connwarden::network {
 
-IoResult TransportSocket::completeBatchedRead(Buffer&, const char*, ssize_t) {
-  CW_ASSERT(!"completeBatchedRead without batchesIo");
-  return {};
-}
-
-IoResult TransportSocket::completeBatchedWrite(Buffer&, ssize_t) {
-  CW_ASSERT(!"completeBatchedWrite without batchesIo");
-  return {};
-}
-
 IoResult RawTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
   IoResult result;
   while (result.bytes < max_bytes) {
@@ -52,7 +42,7 @@ IoResult RawTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
   return result;
 }
 
-IoResult RawTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
+IoResult TransportSocket::sendFrom(int fd, Buffer& buffer, std::string& failure) {
   IoResult result;
   while (!buffer.empty()) {
     iovec slices[16];
@@ -64,21 +54,32 @@ IoResult RawTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
     do {
       // A single slice (a head and its small body share one): send(2) spares the kernel the
       // msghdr and iovec copies.
-      rc = n == 1 ? ::send(callbacks_->fd(), slices[0].iov_base, slices[0].iov_len, MSG_NOSIGNAL)
-                  : ::sendmsg(callbacks_->fd(), &msg, MSG_NOSIGNAL);
+      rc = n == 1 ? ::send(fd, slices[0].iov_base, slices[0].iov_len, MSG_NOSIGNAL)
+                  : ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     } while (rc < 0 && errno == EINTR);
-    if (rc < 0) {
-      if (errno != EAGAIN) {
-        failure_ = std::strerror(errno);
-        result.action = PostIoAction::kClose;
-        result.error = true;
-      }
+    const IoResult one = applySend(buffer, rc < 0 ? -errno : rc, failure);
+    result.bytes += one.bytes;
+    result.sent += one.sent;
+    if (rc <= 0 || one.action == PostIoAction::kClose) {
+      result.action = one.action;
+      result.error = one.error;
       break;
     }
-    buffer.drain(static_cast<size_t>(rc));
-    result.bytes += rc;
   }
   return result;
+}
+
+IoResult TransportSocket::applySend(Buffer& buffer, ssize_t result, std::string& failure) {
+  IoResult out;
+  if (result >= 0) {
+    buffer.drain(static_cast<size_t>(result));
+    out.bytes = out.sent = static_cast<uint64_t>(result);
+  } else if (result != -EAGAIN) {
+    failure = std::strerror(static_cast<int>(-result));
+    out.action = PostIoAction::kClose;
+    out.error = true;
+  }
+  return out;
 }
 
 IoResult RawTransportSocket::completeBatchedRead(Buffer& buffer, const char* data,
@@ -89,19 +90,6 @@ IoResult RawTransportSocket::completeBatchedRead(Buffer& buffer, const char* dat
     out.bytes = static_cast<uint64_t>(result);
   } else if (result == 0) {
     out.end_stream = true;
-  } else if (result != -EAGAIN) {
-    failure_ = std::strerror(static_cast<int>(-result));
-    out.action = PostIoAction::kClose;
-    out.error = true;
-  }
-  return out;
-}
-
-IoResult RawTransportSocket::completeBatchedWrite(Buffer& buffer, ssize_t result) {
-  IoResult out;
-  if (result >= 0) {
-    buffer.drain(static_cast<size_t>(result));
-    out.bytes = static_cast<uint64_t>(result);
   } else if (result != -EAGAIN) {
     failure_ = std::strerror(static_cast<int>(-result));
     out.action = PostIoAction::kClose;

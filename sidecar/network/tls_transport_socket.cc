@@ -1,15 +1,21 @@
 #include "sidecar/network/tls_transport_socket.h"
 
+#include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/rand.h>
 #include <openssl/ssl.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "sidecar/event/dispatcher.h"
+#include "sidecar/event/memory_account.h"
 
 namespace connwarden::network {
 
@@ -25,6 +31,12 @@ std::string opensslErrors() {
     out += text;
   }
   return out.empty() ? "unknown OpenSSL error" : out;
+}
+
+// OpenSSL's calls must start with an empty error queue for SSL_get_error() to be right. It is
+// nearly always empty already (failures are read out where they happen): look before clearing.
+void clearErrors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
 }
 
 // Plaintext bytes per SSL_read / SSL_write call: one TLS record's worth.
@@ -45,11 +57,11 @@ absl::StatusOr<std::shared_ptr<TlsContext>> TlsContext::create(const TlsConfig& 
   SSL_CTX_set_min_proto_version(ctx, config.min_tls13 ? TLS1_3_VERSION : TLS1_2_VERSION);
   // Release the 16 KiB+ record buffers whenever they are empty: an idle TLS connection then
   // holds no record buffers at all.
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
-                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-  // Read ahead: one read(2) takes in whatever the socket holds (up to the record buffer) instead
-  // of one for each record's 5-byte header and one for its body; SSL_has_pending() then says
-  // when undecrypted bytes are still inside OpenSSL.
+  // (Writes never wait for the socket: our BIO keeps the records until they are sent.)
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // Read ahead: OpenSSL takes whatever the BIO holds (a batched read whole, or from the socket
+  // up to the record buffer) instead of asking for each record's 5-byte header and then its
+  // body; SSL_has_pending() then says when undecrypted bytes are still inside OpenSSL.
   SSL_CTX_set_read_ahead(ctx, 1);
   SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                SSL_OP_NO_COMPRESSION);
@@ -143,17 +155,99 @@ TransportSocketPtr TlsContext::newServerSocket() const {
 
 // --- TlsTransportSocket ------------------------------------------------------------------------
 
+struct TlsTransportSocket::Bio {
+  static TlsTransportSocket& of(BIO* bio) {
+    return *static_cast<TlsTransportSocket*>(BIO_get_data(bio));
+  }
+  static int write(BIO* bio, const char* data, int len) {
+    BIO_clear_retry_flags(bio);
+    of(bio).records_.add(data, static_cast<size_t>(len));
+    return len;
+  }
+  static int read(BIO* bio, char* out, int len) {
+    BIO_clear_retry_flags(bio);
+    bool retry = false;
+    const int n = of(bio).bioRead(out, len, retry);
+    if (retry) BIO_set_retry_read(bio);
+    return n;
+  }
+  static long ctrl(BIO* bio, int cmd, long, void*) {
+    TlsTransportSocket& self = of(bio);
+    switch (cmd) {
+      case BIO_CTRL_FLUSH:
+        return 1;
+      case BIO_CTRL_EOF:  // as a socket BIO: OpenSSL tells a TCP FIN from a close_notify by it
+        return self.input_eof_ && self.inputEmpty() ? 1 : 0;
+      case BIO_CTRL_PENDING:
+        return static_cast<long>(self.received_.length() + self.input_len_);
+      default:
+        return 0;
+    }
+  }
+  static const BIO_METHOD* method() {
+    // Made once, for the process, outside any connection's memory account.
+    static const BIO_METHOD* const method = [] {
+      event::MemoryAccount::Scope process_memory(nullptr);
+      BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "connwarden");
+      CW_ASSERT(m != nullptr);
+      BIO_meth_set_write(m, &Bio::write);
+      BIO_meth_set_read(m, &Bio::read);
+      BIO_meth_set_ctrl(m, &Bio::ctrl);
+      return m;
+    }();
+    return method;
+  }
+};
+
 TlsTransportSocket::TlsTransportSocket(SSL* ssl) : ssl_(ssl) {}
 
 TlsTransportSocket::~TlsTransportSocket() { SSL_free(ssl_); }
 
 void TlsTransportSocket::setCallbacks(TransportSocketCallbacks& callbacks) {
+  // Again when a hibernated connection wakes up in a new Connection: the BIO stays.
   callbacks_ = &callbacks;
-  SSL_set_fd(ssl_, callbacks.fd());
+  if (SSL_get_rbio(ssl_) != nullptr) return;
+  BIO* bio = BIO_new(Bio::method());
+  CW_ASSERT(bio != nullptr);
+  BIO_set_data(bio, this);
+  BIO_set_init(bio, 1);
+  SSL_set_bio(ssl_, bio, bio);  // one BIO both ways: SSL_set_bio takes its one reference
 }
 
 void TlsTransportSocket::onConnected() {
   // The handshake starts when the client's hello arrives (doRead).
+}
+
+int TlsTransportSocket::bioRead(char* out, int len, bool& retry) {
+  const size_t want = static_cast<size_t>(len);
+  if (!received_.empty()) {
+    const size_t n = std::min(want, received_.length());
+    received_.copyOut(n, out);
+    received_.drain(n);
+    return static_cast<int>(n);
+  }
+  if (input_len_ > 0) {
+    const size_t n = std::min(want, input_len_);
+    std::memcpy(out, input_, n);
+    input_ += n;
+    input_len_ -= n;
+    return static_cast<int>(n);
+  }
+  if (input_eof_) return 0;
+  if (!read_socket_) {
+    retry = true;
+    return -1;
+  }
+  ssize_t rc;
+  do {
+    rc = ::recv(callbacks_->fd(), out, want, 0);
+  } while (rc < 0 && errno == EINTR);
+  if (rc >= 0) {
+    if (rc == 0) input_eof_ = true;
+    return static_cast<int>(rc);
+  }
+  if (errno == EAGAIN) retry = true;
+  return -1;  // errno says why: SSL_ERROR_SYSCALL
 }
 
 void TlsTransportSocket::recordFailure(int ssl_error) {
@@ -163,26 +257,21 @@ void TlsTransportSocket::recordFailure(int ssl_error) {
     failure_ = opensslErrors();
   }
   ERR_clear_error();
+  // The alert, if OpenSSL made one, tells the peer why; best effort, the connection closes next.
+  std::string ignored;
+  sendFrom(callbacks_->fd(), records_, ignored);
 }
 
 bool TlsTransportSocket::doHandshake(IoResult& result) {
-  ERR_clear_error();
+  clearErrors();
   const int rc = SSL_do_handshake(ssl_);
   if (rc == 1) {
     handshake_done_ = true;
-    want_write_ = false;
     callbacks_->onTransportConnected();
     return true;
   }
   const int err = SSL_get_error(ssl_, rc);
-  if (err == SSL_ERROR_WANT_READ) {
-    want_write_ = false;
-    return true;
-  }
-  if (err == SSL_ERROR_WANT_WRITE) {
-    want_write_ = true;
-    return true;
-  }
+  if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
   recordFailure(err);
   result.action = PostIoAction::kClose;
   result.error = true;
@@ -190,6 +279,36 @@ bool TlsTransportSocket::doHandshake(IoResult& result) {
 }
 
 IoResult TlsTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
+  read_socket_ = true;
+  const IoResult result = decrypt(buffer, max_bytes);
+  read_socket_ = false;
+  return result;
+}
+
+IoResult TlsTransportSocket::completeBatchedRead(Buffer& buffer, const char* data,
+                                                 ssize_t result) {
+  if (result < 0 && result != -EAGAIN) {
+    IoResult out;
+    failure_ = std::strerror(static_cast<int>(-result));
+    out.action = PostIoAction::kClose;
+    out.error = true;
+    return out;
+  }
+  if (result == 0) input_eof_ = true;
+  input_ = data;
+  input_len_ = result > 0 ? static_cast<size_t>(result) : 0;
+  // At most what the batch read plus what was kept: a slot's worth of records, so no limit of
+  // its own is needed to be fair to other connections.
+  const IoResult out = decrypt(buffer, UINT64_MAX);
+  // OpenSSL takes a slot whole unless its record buffer is nearly full; keep the rest, the
+  // batch's memory is reused.
+  if (input_len_ > 0) received_.add(input_, input_len_);
+  input_ = nullptr;
+  input_len_ = 0;
+  return out;
+}
+
+IoResult TlsTransportSocket::decrypt(Buffer& buffer, uint64_t max_bytes) {
   IoResult result;
   if (!handshake_done_) {
     if (!doHandshake(result) || !handshake_done_) return result;
@@ -197,87 +316,90 @@ IoResult TlsTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
   while (result.bytes < max_bytes) {
     iovec slices[1];
     buffer.reserve(kReadSlice, slices, 1);
-    ERR_clear_error();
+    clearErrors();
     const size_t reserved = slices[0].iov_len;  // commit() shortens the slice to what was read
     const int rc = SSL_read(ssl_, slices[0].iov_base, static_cast<int>(reserved));
     if (rc > 0) {
       buffer.commit(slices, 1, static_cast<size_t>(rc));
       result.bytes += rc;
-      // A short read with no record left inside OpenSSL: the socket is drained, and asking
-      // again would only cost a read(2) that says EAGAIN.
-      if (static_cast<size_t>(rc) < reserved && !SSL_has_pending(ssl_)) return result;
+      // A short read with no record left inside OpenSSL nor in our input: the input is drained,
+      // and asking again would only cost a read(2) that says EAGAIN.
+      if (static_cast<size_t>(rc) < reserved && !SSL_has_pending(ssl_) && inputEmpty()) {
+        return result;
+      }
       continue;
     }
     buffer.commit(slices, 1, 0);
     const int err = SSL_get_error(ssl_, rc);
-    if (err == SSL_ERROR_WANT_READ) {
-      want_write_ = false;
-      return result;
-    }
-    if (err == SSL_ERROR_WANT_WRITE) {
-      want_write_ = true;
-      return result;
-    }
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return result;
     if (err == SSL_ERROR_ZERO_RETURN) {
       result.end_stream = true;
       return result;
     }
-    if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0 && errno == 0) {
-      // TCP FIN without close_notify: a truncation attack is possible in theory, but HTTP has
-      // its own framing; treat it as the peer closing.
-      result.end_stream = true;
-      return result;
-    }
     recordFailure(err);
     result.action = PostIoAction::kClose;
     result.error = true;
     return result;
   }
-  // Stopped at the per-event limit with decrypted or undecrypted bytes possibly still held by
-  // OpenSSL: the socket may never signal them again.
+  // Stopped at the limit with decrypted or undecrypted bytes possibly still held by OpenSSL or
+  // by us: the socket may never signal them again.
   callbacks_->setReadBufferReady();
   return result;
 }
 
-IoResult TlsTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
-  IoResult result;
-  if (!handshake_done_) {
-    if (!doHandshake(result) || !handshake_done_) return result;
-  }
+bool TlsTransportSocket::encrypt(Buffer& buffer, bool end_stream) {
+  if (!handshake_done_) return true;  // the handshake's messages go out; the rest waits for it
   while (!buffer.empty()) {
-    // One record per 16 KiB: a response head and its small body go out as one record and one
-    // write(2), not one per buffer slice. A retried write passes the same bytes again
-    // (SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER allows their address to change).
+    // One record per 16 KiB: a response head and its small body go out as one record, not one
+    // per buffer slice.
     const size_t len = std::min<size_t>(buffer.length(), kRecordSize);
     const void* data = buffer.linearize(len);
-    ERR_clear_error();
+    clearErrors();
     const int rc = SSL_write(ssl_, data, static_cast<int>(len));
     if (rc > 0) {
       buffer.drain(static_cast<size_t>(rc));
-      result.bytes += rc;
+      encrypted_ += rc;
       continue;
     }
     const int err = SSL_get_error(ssl_, rc);
-    if (err == SSL_ERROR_WANT_WRITE) {
-      want_write_ = true;
-      return result;
-    }
-    if (err == SSL_ERROR_WANT_READ) {
-      want_write_ = false;
-      return result;
-    }
+    // The BIO takes every record, so nothing waits for the socket; a write can only wait for
+    // the peer (renegotiation, which is refused): it goes on after the next read.
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return true;
     recordFailure(err);
-    result.action = PostIoAction::kClose;
-    result.error = true;
-    return result;
+    return false;
   }
-  want_write_ = false;
   if (end_stream && !shutdown_sent_) {
     shutdown_sent_ = true;
-    ERR_clear_error();
+    clearErrors();
     SSL_shutdown(ssl_);  // best effort close_notify; the TCP FIN follows
   }
+  return true;
+}
+
+IoResult TlsTransportSocket::doWrite(Buffer& buffer, bool end_stream) {
+  const bool encrypted = encrypt(buffer, end_stream);
+  IoResult result = sendFrom(callbacks_->fd(), records_, failure_);
+  result.bytes = std::exchange(encrypted_, 0);
+  if (!encrypted) {
+    result.action = PostIoAction::kClose;
+    result.error = true;
+  }
   return result;
+}
+
+Buffer& TlsTransportSocket::prepareBatchedWrite(Buffer& buffer, bool end_stream) {
+  if (!encrypt(buffer, end_stream)) write_failed_ = true;
+  return records_;
+}
+
+IoResult TlsTransportSocket::completeBatchedWrite(Buffer&, ssize_t result) {
+  IoResult out = applySend(records_, result, failure_);
+  out.bytes = std::exchange(encrypted_, 0);
+  if (write_failed_) {
+    out.action = PostIoAction::kClose;
+    out.error = true;
+  }
+  return out;
 }
 
 TlsInfo TlsTransportSocket::tlsInfo() const {
@@ -294,6 +416,8 @@ TlsInfo TlsTransportSocket::tlsInfo() const {
 void TlsTransportSocket::releaseBuffers() {
   // Fails harmlessly (returns 0) while a record is partly read or written.
   SSL_free_buffers(ssl_);
+  received_.release();
+  records_.release();
 }
 
 }  // namespace connwarden::network

@@ -41,6 +41,11 @@ class TlsContext {
 // first connection a worker serves. Each worker calls it before accepting.
 void warmUpTlsForThisThread();
 
+// OpenSSL reads and writes through a BIO of ours rather than the socket, so that the ciphertext
+// joins the worker's IoBatch like a raw connection's bytes: a batched read's bytes are handed to
+// OpenSSL from the batch's memory, and the records it makes are kept in `records_` until a
+// batched (or, once the socket is writable again, direct) send takes them. Only doRead() reads
+// the socket itself, when a read goes on past the batch's slot.
 class TlsTransportSocket : public TransportSocket {
  public:
   explicit TlsTransportSocket(SSL* ssl);
@@ -49,23 +54,43 @@ class TlsTransportSocket : public TransportSocket {
   void setCallbacks(TransportSocketCallbacks& callbacks) override;
   void onConnected() override;
   IoResult doRead(Buffer& buffer, uint64_t max_bytes) override;
+  IoResult completeBatchedRead(Buffer& buffer, const char* data, ssize_t result) override;
   IoResult doWrite(Buffer& buffer, bool end_stream) override;
-  bool wantsWrite() const override { return want_write_; }
+  Buffer& prepareBatchedWrite(Buffer& buffer, bool end_stream) override;
+  IoResult completeBatchedWrite(Buffer& buffer, ssize_t result) override;
+  uint64_t bytesToSend() const override { return records_.length(); }
   void releaseBuffers() override;
   bool isTls() const override { return true; }
   TlsInfo tlsInfo() const override;
   std::string failureReason() const override { return failure_; }
 
  private:
+  struct Bio;  // the BIO's callbacks
+  // Runs the handshake, then decrypts what the BIO gives into `buffer`.
+  IoResult decrypt(Buffer& buffer, uint64_t max_bytes);
   // Returns false when the connection must close.
   bool doHandshake(IoResult& result);
+  // Encrypts `buffer` into records_ (and, with `end_stream`, once all is encrypted, a
+  // close_notify). Returns false on a failure.
+  bool encrypt(Buffer& buffer, bool end_stream);
+  // What the BIO's reads see: `received_`, then the batch's bytes, then (in doRead) the socket.
+  int bioRead(char* out, int len, bool& retry);
+  bool inputEmpty() const { return received_.empty() && input_len_ == 0; }
+  // Records the failure, and sends the alert OpenSSL made for it, if the socket takes it.
   void recordFailure(int ssl_error);
 
   TransportSocketCallbacks* callbacks_ = nullptr;
   SSL* ssl_;
+  Buffer received_;  // ciphertext read and not yet taken by OpenSSL
+  Buffer records_;   // ciphertext made and not yet sent
+  const char* input_ = nullptr;  // a batched read's bytes, while they are decrypted
+  size_t input_len_ = 0;
+  uint64_t encrypted_ = 0;  // application bytes encrypted since the last write result
+  bool read_socket_ = false;  // doRead(): the BIO reads the socket once memory is empty
+  bool input_eof_ = false;    // the socket said end of stream
   bool handshake_done_ = false;
-  bool want_write_ = false;
   bool shutdown_sent_ = false;
+  bool write_failed_ = false;  // encrypting in prepareBatchedWrite() failed
   std::string failure_;
 };
 
