@@ -177,9 +177,9 @@ struct TlsTransportSocket::Bio {
       case BIO_CTRL_FLUSH:
         return 1;
       case BIO_CTRL_EOF:  // as a socket BIO: OpenSSL tells a TCP FIN from a close_notify by it
-        return self.input_eof_ && self.inputEmpty() ? 1 : 0;
+        return self.input_eof_ && self.input_len_ == 0 ? 1 : 0;
       case BIO_CTRL_PENDING:
-        return static_cast<long>(self.received_.length() + self.input_len_);
+        return static_cast<long>(self.input_len_);
       default:
         return 0;
     }
@@ -220,12 +220,6 @@ void TlsTransportSocket::onConnected() {
 
 int TlsTransportSocket::bioRead(char* out, int len, bool& retry) {
   const size_t want = static_cast<size_t>(len);
-  if (!received_.empty()) {
-    const size_t n = std::min(want, received_.length());
-    received_.copyOut(n, out);
-    received_.drain(n);
-    return static_cast<int>(n);
-  }
   if (input_len_ > 0) {
     const size_t n = std::min(want, input_len_);
     std::memcpy(out, input_, n);
@@ -297,12 +291,16 @@ IoResult TlsTransportSocket::completeBatchedRead(Buffer& buffer, const char* dat
   if (result == 0) input_eof_ = true;
   input_ = data;
   input_len_ = result > 0 ? static_cast<size_t>(result) : 0;
-  // At most what the batch read plus what was kept: a slot's worth of records, so no limit of
-  // its own is needed to be fair to other connections.
-  const IoResult out = decrypt(buffer, UINT64_MAX);
-  // OpenSSL takes a slot whole unless its record buffer is nearly full; keep the rest, the
-  // batch's memory is reused.
-  if (input_len_ > 0) received_.add(input_, input_len_);
+  // No limit: it is at most a slot's worth of records, and decrypt() goes on until OpenSSL has
+  // taken all of it (the batch reuses the slot).
+  IoResult out = decrypt(buffer, UINT64_MAX);
+  if (input_len_ > 0 && out.action == PostIoAction::kKeepOpen && !out.end_stream) {
+    // Cannot happen (OpenSSL stops short only at a close_notify or a failure); if it ever did,
+    // closing is better than a stream with bytes missing.
+    failure_ = "TLS input left undecrypted";
+    out.action = PostIoAction::kClose;
+    out.error = true;
+  }
   input_ = nullptr;
   input_len_ = 0;
   return out;
@@ -322,9 +320,9 @@ IoResult TlsTransportSocket::decrypt(Buffer& buffer, uint64_t max_bytes) {
     if (rc > 0) {
       buffer.commit(slices, 1, static_cast<size_t>(rc));
       result.bytes += rc;
-      // A short read with no record left inside OpenSSL nor in our input: the input is drained,
-      // and asking again would only cost a read(2) that says EAGAIN.
-      if (static_cast<size_t>(rc) < reserved && !SSL_has_pending(ssl_) && inputEmpty()) {
+      // A short read with no record left inside OpenSSL nor in the batch's bytes: the input is
+      // drained, and asking again would only cost a read(2) that says EAGAIN.
+      if (static_cast<size_t>(rc) < reserved && !SSL_has_pending(ssl_) && input_len_ == 0) {
         return result;
       }
       continue;
@@ -341,8 +339,8 @@ IoResult TlsTransportSocket::decrypt(Buffer& buffer, uint64_t max_bytes) {
     result.error = true;
     return result;
   }
-  // Stopped at the limit with decrypted or undecrypted bytes possibly still held by OpenSSL or
-  // by us: the socket may never signal them again.
+  // Stopped at the limit with decrypted or undecrypted bytes possibly still held by OpenSSL:
+  // the socket may never signal them again.
   callbacks_->setReadBufferReady();
   return result;
 }
@@ -416,7 +414,6 @@ TlsInfo TlsTransportSocket::tlsInfo() const {
 void TlsTransportSocket::releaseBuffers() {
   // Fails harmlessly (returns 0) while a record is partly read or written.
   SSL_free_buffers(ssl_);
-  received_.release();
   records_.release();
 }
 

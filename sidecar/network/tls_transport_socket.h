@@ -43,9 +43,10 @@ void warmUpTlsForThisThread();
 
 // OpenSSL reads and writes through a BIO of ours rather than the socket, so that the ciphertext
 // joins the worker's IoBatch like a raw connection's bytes: a batched read's bytes are handed to
-// OpenSSL from the batch's memory, and the records it makes are kept in `records_` until a
-// batched (or, once the socket is writable again, direct) send takes them. Only doRead() reads
-// the socket itself, when a read goes on past the batch's slot.
+// OpenSSL from the batch's memory (all of them, before the read completes), and the records it
+// makes are kept in `records_` until a batched (or, once the socket is writable again, direct)
+// send takes them. Only doRead() reads the socket itself, when a read goes on past the batch's
+// slot.
 class TlsTransportSocket : public TransportSocket {
  public:
   explicit TlsTransportSocket(SSL* ssl);
@@ -73,16 +74,14 @@ class TlsTransportSocket : public TransportSocket {
   // Encrypts `buffer` into records_ (and, with `end_stream`, once all is encrypted, a
   // close_notify). Returns false on a failure.
   bool encrypt(Buffer& buffer, bool end_stream);
-  // What the BIO's reads see: `received_`, then the batch's bytes, then (in doRead) the socket.
+  // What the BIO's reads see: the batch's bytes, then (in doRead) the socket.
   int bioRead(char* out, int len, bool& retry);
-  bool inputEmpty() const { return received_.empty() && input_len_ == 0; }
   // Records the failure, and sends the alert OpenSSL made for it, if the socket takes it.
   void recordFailure(int ssl_error);
 
   TransportSocketCallbacks* callbacks_ = nullptr;
   SSL* ssl_;
-  Buffer received_;  // ciphertext read and not yet taken by OpenSSL
-  Buffer records_;   // ciphertext made and not yet sent
+  Buffer records_;  // ciphertext made and not yet sent
   const char* input_ = nullptr;  // a batched read's bytes, while they are decrypted
   size_t input_len_ = 0;
   uint64_t encrypted_ = 0;  // application bytes encrypted since the last write result

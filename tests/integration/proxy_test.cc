@@ -9,12 +9,6 @@
 namespace connwarden::testing {
 namespace {
 
-// Sets whether the workers made while it lives may use io_uring.
-struct IoUringAllowed {
-  explicit IoUringAllowed(bool allowed) { event::Dispatcher::setIoUringAllowed(allowed); }
-  ~IoUringAllowed() { event::Dispatcher::setIoUringAllowed(true); }
-};
-
 // Every case runs twice: socket I/O batched through io_uring (where the kernel allows it), and
 // with one system call per read or send (--io-uring=false, or a kernel or seccomp profile that
 // refuses io_uring).

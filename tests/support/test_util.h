@@ -24,6 +24,14 @@ namespace connwarden::testing {
 bool waitFor(const std::function<bool()>& condition,
              std::chrono::milliseconds timeout = std::chrono::seconds(5));
 
+// Sets whether the workers made while it lives may use io_uring (tests run their cases both
+// ways: batched through io_uring, and one system call per read or send as with --io-uring=false
+// or a seccomp profile that refuses io_uring).
+struct IoUringAllowed {
+  explicit IoUringAllowed(bool allowed) { event::Dispatcher::setIoUringAllowed(allowed); }
+  ~IoUringAllowed() { event::Dispatcher::setIoUringAllowed(true); }
+};
+
 // A temporary directory, removed with its files on destruction.
 class TempDir {
  public:
