@@ -297,7 +297,8 @@ clusters:
 routes:
   - { name: default, cluster: app }
 EOF
-  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$dir/connwarden.yaml" --metrics-address 127.0.0.1:0 --admin-address 127.0.0.1:0)
+  METRICS_PORT=$(free_port) # its upstream connects are counted exactly, from its metrics
+  CMD=("$CONNWARDEN_BIN" --concurrency 1 --config "$dir/connwarden.yaml" --metrics-address "127.0.0.1:$METRICS_PORT" --admin-address 127.0.0.1:0)
 }
 
 start_connwarden_syscalls() {
@@ -305,13 +306,15 @@ start_connwarden_syscalls() {
   CMD+=(--io-uring=false)
 }
 
-declare -A PID PORT BROKEN # BROKEN[proxy] / BROKEN[mode/proxy]: why it is not measured
+declare -A PID PORT BROKEN METRICS # BROKEN[proxy] / BROKEN[mode/proxy]: why it is not measured
 start_proxy() {
   local name=$1 dir=$WORKDIR/$1 plain tls mode
   mkdir -p "$dir"
   plain=$(free_port) tls=$(free_port)
   PORT[plain/$name]=$plain PORT[tls/$name]=$tls
+  METRICS_PORT=""
   "start_$name" "$dir" "$plain" "$tls"
+  METRICS[$name]=$METRICS_PORT
   "${CMD[@]}" >"$dir/out.log" 2>&1 &
   PID[$name]=$!
   disown "${PID[$name]}"
@@ -357,12 +360,20 @@ upstream_conns() {
   } 2>/dev/null | sed 's/.*://' | sort -u
 }
 
+# Upstream connections a connwarden has opened since it started (its
+# connwarden_upstream_connects_total): exact, where the ports above are a lower bound shared by
+# every proxy on the machine.
+upstream_connects() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
+    awk '/^connwarden_upstream_connects_total/ { n += $2 } END { printf "%d\n", n }'
+}
+
 # Runs wrk against one proxy in one mode; with a label, records the result for the report.
 declare -A RPS P50 P99 CPU ERRORS FAILED_RUNS NEW_UPSTREAM BY_ROUND
 run_wrk() {
   local mode=$1 name=$2 duration=$3 label=${4:-} out=$WORKDIR/wrk.out rc
   local ticks0 ticks1 completed elapsed p50 p99 sock non2xx ok rps cpu conns0 conns1 new_conns
-  conns0=$(upstream_conns)
+  if [[ -n ${METRICS[$name]:-} ]]; then conns0=$(upstream_connects "${METRICS[$name]}"); else conns0=$(upstream_conns); fi
   sample_tree "${PID[$name]}"
   ticks0=$TREE_TICKS
   timeout -k 5 $(($(seconds_of "$duration") + 30)) \
@@ -373,8 +384,13 @@ run_wrk() {
   WRK_PID=""
   sample_tree "${PID[$name]}"
   ticks1=$TREE_TICKS
-  conns1=$(upstream_conns)
-  new_conns=$(comm -13 <(echo "$conns0") <(echo "$conns1") | grep -c .)
+  if [[ -n ${METRICS[$name]:-} ]]; then
+    conns1=$(upstream_connects "${METRICS[$name]}")
+    new_conns=$((conns1 - conns0))
+  else
+    conns1=$(upstream_conns)
+    new_conns=$(comm -13 <(echo "$conns0") <(echo "$conns1") | grep -c .)
+  fi
 
   if ! alive "$UPSTREAM_PID"; then
     last_lines "$WORKDIR/demo-app.err"
@@ -566,7 +582,8 @@ print_report() {
     "p50/p99: wrk latency percentiles; CPU µs/req: the proxy's user+system CPU (whole process tree)" \
     "during a run ÷ its 2xx/3xx responses; errors: non-2xx/3xx responses + socket errors, summed" \
     "over rounds; new upstream conns: upstream connections opened during measured runs, summed" \
-    "(a lower bound; 0 = the pool held, thousands = no upstream keep-alive); cw/this:" \
+    "(connwarden's from its connwarden_upstream_connects_total; the others' from new ports to the" \
+    "upstream, a lower bound; 0 = the pool held, thousands = no upstream keep-alive); cw/this:" \
     "connwarden's median ÷ this proxy's median."
 }
 
