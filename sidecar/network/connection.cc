@@ -142,12 +142,15 @@ void Connection::completeRecv(const char* data, ssize_t result) {
   IoResult io = transport_->completeBatchedRead(read_buffer_, data, result);
   if (io.action == PostIoAction::kKeepOpen && !readEnabled() && state_ == State::kOpen) {
     // Paused by a callback earlier in this round: keep the bytes for when reading resumes
-    // (which reads again, and sees an end of stream again).
+    // (which reads again, and sees an end of stream again). What the transport made while
+    // reading (TLS session tickets) goes out now.
     bytes_read_ += io.bytes;
+    if (transport_->bytesToSend() > 0) dispatcher_.ioBatch().scheduleSend(*this);
     return;
   }
-  if (result == static_cast<ssize_t>(event::IoBatch::kRecvSlot)) {
-    // The slot is full: more may be waiting. Read on now, as onReadReady() would have.
+  if (result == static_cast<ssize_t>(event::IoBatch::kRecvSlot) &&
+      io.action == PostIoAction::kKeepOpen && !io.end_stream) {
+    // The slot is full: more may be waiting. Read on from the socket now.
     const IoResult more = transport_->doRead(read_buffer_, kMaxReadPerEvent - io.bytes);
     io.bytes += more.bytes;
     io.action = more.action;

@@ -116,7 +116,9 @@ class Connection : public event::DeferredDeletable,
   Buffer& readBuffer() { return read_buffer_; }
   // Bytes waiting for the socket: the write buffer and what the transport made of it (TLS
   // records). The watermarks count these.
-  size_t unsentBytes() const { return write_buffer_.length() + transport_->bytesToSend(); }
+  size_t unsentBytes() const {
+    return write_buffer_.length() + (transport_ != nullptr ? transport_->bytesToSend() : 0);
+  }
   const Address& peerAddress() const { return peer_; }
   const Address& localAddress() const { return local_; }
   const TransportSocket& transport() const { return *transport_; }

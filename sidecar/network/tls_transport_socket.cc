@@ -215,7 +215,7 @@ void TlsTransportSocket::setCallbacks(TransportSocketCallbacks& callbacks) {
 }
 
 void TlsTransportSocket::onConnected() {
-  // The handshake starts when the client's hello arrives (doRead).
+  // The handshake starts when the client's hello arrives (the first read).
 }
 
 int TlsTransportSocket::bioRead(char* out, int len, bool& retry) {
