@@ -20,6 +20,9 @@ thread_local SlabPool* t_pool = nullptr;
 bool g_hooks_installed = false;
 std::atomic<int64_t> g_live_accounts{0};
 std::atomic<int64_t> g_cached_bytes{0};  // in every thread's ChainCache
+// Free memory on top of a thread's heap above which glibc gives it back (see
+// installAllocatorHooks()).
+constexpr size_t kArenaTrimThreshold = 64 * 1024;
 
 // In front of every block from the hooks. 16 bytes keep malloc's alignment for the caller.
 struct alignas(16) BlockHeader {
@@ -255,6 +258,20 @@ __attribute__((constructor(101))) void installAllocatorHooks() {
   const bool openssl = CRYPTO_set_mem_functions(opensslMalloc, opensslRealloc, opensslFree) == 1;
   event_set_mem_functions(libeventMalloc, libeventRealloc, libeventFree);
   g_hooks_installed = openssl;
+  // A worker's heap is a glibc thread arena, and only a free that leaves at least
+  // M_TRIM_THRESHOLD (128 KiB by default) on top of it gives its top back to the kernel, less
+  // M_TOP_PAD (128 KiB); malloc_trim() does not touch a thread arena's top at all. So after a
+  // burst of big responses a worker kept up to 128-256 KiB resident however idle it went (the
+  // 16 KiB per connection of idle_bench's "10 MB retained", over 8 connections: malloc_info()
+  // showed the heap in use unchanged and a 164 KB free top). Lower both, here while the process
+  // has one thread (mallopt is not safe beside other threads' allocations): the top goes back
+  // once 64 KiB of it is free, all of it; trimHeap() gives back the rest. Measured with wrk -c64
+  // through one worker, 100 B and 200 KB responses: req/s within the runs' noise, and no more
+  // mprotect/madvise calls (strace -c, 200 KB: 4 against 79). Setting them also keeps glibc from
+  // raising both thresholds when a big mmap'd block is freed (to up to 32 and 64 MiB), which
+  // would let a heap keep that much; blocks from 128 KiB up stay mmap'd, as they start.
+  mallopt(M_TOP_PAD, 0);
+  mallopt(M_TRIM_THRESHOLD, kArenaTrimThreshold);
 }
 
 }  // namespace
@@ -262,6 +279,10 @@ __attribute__((constructor(101))) void installAllocatorHooks() {
 void trimHeap() {
   t_chains.flush();
   malloc_trim(0);
+  // malloc_trim() leaves this thread's arena top alone, and a free gives it back only once
+  // kArenaTrimThreshold of it is free: add that much, so that the free trims all of it.
+  void* volatile top = std::malloc(kArenaTrimThreshold);  // volatile: the pair must happen
+  std::free(top);
 }
 
 int64_t spareChainBytes() { return g_cached_bytes.load(std::memory_order_relaxed); }

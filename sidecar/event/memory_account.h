@@ -28,8 +28,9 @@ enum class MemoryCategory : uint8_t { kOther, kBuffers, kTls, kCodec };
 constexpr size_t kMemoryCategoryCount = 4;
 std::string_view memoryCategoryName(MemoryCategory category);
 
-// Gives the heap's free memory back to the kernel (malloc_trim), with the spare evbuffer chains
-// this thread keeps (memory_account.cc). A worker calls it soon after connections hibernate.
+// Gives the heap's free memory back to the kernel (malloc_trim, and the free top of this
+// thread's arena, which malloc_trim leaves), with the spare evbuffer chains this thread keeps
+// (memory_account.cc). A worker calls it soon after connections hibernate.
 void trimHeap();
 // Bytes of spare evbuffer chains kept by all threads: heap in use that no account is charged
 // for (at most 384 KiB a thread).

@@ -388,13 +388,39 @@ std::string getRequest(const std::string& path, const std::string& extra_headers
   return "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n" + extra_headers + "\r\n";
 }
 
+namespace {
+// A "Field:   N kB" line of /proc/self/smaps_rollup, in bytes; false if it cannot be read.
+// smaps_rollup walks the page tables: exact, where statm's counters may lag by some pages.
+bool smapsRollup(const char* field, size_t* bytes) {
+  std::FILE* file = std::fopen("/proc/self/smaps_rollup", "r");
+  if (file == nullptr) return false;
+  const std::string format = std::string(field) + ": %zu kB";
+  char line[256];
+  size_t kib = 0;
+  bool found = false;
+  while (!found && std::fgets(line, sizeof line, file) != nullptr) {
+    found = std::sscanf(line, format.c_str(), &kib) == 1;
+  }
+  std::fclose(file);
+  if (found) *bytes = kib * 1024;
+  return found;
+}
+}  // namespace
+
 size_t residentBytes() {
+  size_t bytes = 0;
+  if (smapsRollup("Rss", &bytes)) return bytes;
   std::FILE* file = std::fopen("/proc/self/statm", "r");
   if (file == nullptr) return 0;
   unsigned long size = 0, resident = 0;
   const int n = std::fscanf(file, "%lu %lu", &size, &resident);
   std::fclose(file);
   return n == 2 ? resident * static_cast<size_t>(sysconf(_SC_PAGESIZE)) : 0;
+}
+
+size_t residentAnonymousBytes() {
+  size_t bytes = 0;
+  return smapsRollup("Anonymous", &bytes) ? bytes : 0;
 }
 
 size_t heapInUse() {

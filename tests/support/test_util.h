@@ -151,7 +151,10 @@ constexpr bool kRssFollowsFrees =
 #else
     true;
 #endif
-// The process's resident set size in bytes (/proc/self/statm).
+// The process's resident set size in bytes (/proc/self/smaps_rollup, exact).
 size_t residentBytes();
+// Its resident anonymous memory (heaps, stacks, mappings of no file): without the code pages
+// that a first call of a library function faults in.
+size_t residentAnonymousBytes();
 
 }  // namespace connwarden::testing

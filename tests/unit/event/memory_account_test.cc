@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/support/test_util.h"
 
 namespace connwarden::event {
 namespace {
@@ -138,6 +139,31 @@ TEST(MemoryAccountTest, SpareChainsAreKeptPerThreadAndChargedToWhoeverTakesThem)
     second->retire();
   }).join();
   EXPECT_EQ(spareChainBytes(), spare_before);
+}
+
+// A burst of big blocks on a thread (a worker streaming large responses) goes back to the kernel
+// once freed and trimmed, whether it was bigger than glibc's trim threshold or smaller. Its
+// malloc_trim() leaves a thread arena's free top resident, and its default thresholds kept 96 KiB
+// of the big burst.
+TEST(MemoryAccountTest, TrimHeapGivesBackAThreadsBurst) {
+  if (!testing::kRssFollowsFrees) GTEST_SKIP() << "the sanitizer's allocator keeps freed memory";
+  for (const int count : {64, 3}) {
+    std::thread([count] {
+      constexpr size_t kBlock = 16 * 1024;
+      std::vector<void*> blocks;
+      blocks.reserve(count);
+      std::free(std::malloc(64));  // this thread's arena exists before the first reading
+      const size_t before = testing::residentAnonymousBytes();
+      for (int i = 0; i < count; ++i) {
+        blocks.push_back(std::malloc(kBlock));
+        std::memset(blocks.back(), 'x', kBlock);
+      }
+      EXPECT_GE(testing::residentAnonymousBytes(), before + count * kBlock) << count << " blocks";
+      for (void* block : blocks) std::free(block);
+      trimHeap();
+      EXPECT_LT(testing::residentAnonymousBytes(), before + 16 * 1024) << count << " blocks";
+    }).join();
+  }
 }
 
 TEST(MemoryAccountTest, ScopesNest) {
