@@ -243,6 +243,9 @@ class ConnectionManager {
   void endAll(network::CloseReason reason,
               const std::function<void(uint64_t, ManagedConnection&)>& awake);
   void onHibernated();
+  // A request completed or a connection closed: memory may have been freed.
+  void noteActivity();
+  void onQuietTimer();
   // Puts a dormant connection's deadline (again) in the heap.
   void scheduleDormant(ManagedConnection& connection);
   void onDormantTimer();
@@ -259,6 +262,11 @@ class ConnectionManager {
   absl::flat_hash_map<uint64_t, std::unique_ptr<ManagedConnection>> connections_;
   // Gives memory freed by hibernation back to the system, at most once per interval.
   std::unique_ptr<event::Timer> trim_timer_;
+  // And what a burst left once the worker has gone quiet, hibernation or not: armed by activity,
+  // it trims when a whole interval passed without any (activity_ is what it saw last).
+  std::unique_ptr<event::Timer> quiet_timer_;
+  uint64_t activity_ = 0;
+  uint64_t activity_seen_ = 0;
   // Dormant connections: their sockets, and their deadlines as a min-heap (an entry is stale
   // when its connection is gone, awake or rescheduled; stale ones are dropped when popped or
   // when they outnumber the live ones).

@@ -241,6 +241,36 @@ TEST_P(HibernateTest, WithoutHibernateMemoryStaysUntilIdleTimeout) {
   EXPECT_EQ(server.closes(network::CloseReason::kIdleTimeout), 1u);
 }
 
+// Hibernate off too, what a burst leaves in the worker goes back once the worker is quiet: the
+// evbuffer chains it keeps for reuse (charged to no connection) and the free heap. Before, they
+// stayed until some connection hibernated, or for the life of the process.
+TEST_P(HibernateTest, AQuietWorkerGivesBackWhatABurstLeft) {
+  const bool tls = GetParam();
+  DemoApp app;
+  TempDir dir;
+  const TestCertificate cert = makeSelfSignedCertificate(dir);
+  server::ServerConfig config = TestServer::simpleConfig(app.address(), tls ? &cert : nullptr);
+  http::RoutePolicy policy;
+  policy.hibernate = false;
+  config.routes[0].policy = policy;
+  TestServer server(config);
+  const int64_t spare_before = event::spareChainBytes();
+
+  TestClient client(server.port(), tls);
+  ASSERT_TRUE(client.send(getRequest("/bytes?n=" + std::to_string(kTenMegabytes))));
+  ASSERT_TRUE(client.readResponse().has_value());
+  EXPECT_GT(event::spareChainBytes(), spare_before);  // the drained chains, kept
+  EXPECT_TRUE(waitFor([&] { return event::spareChainBytes() == spare_before; },
+                      milliseconds(3000)))
+      << event::spareChainBytes() << " B of spare chains against " << spare_before << " before";
+  // The connection itself is left alone: still open, idle, and it serves the next request.
+  ASSERT_TRUE(allInState(server, http::SessionState::kIdle, 1));
+  ASSERT_TRUE(client.send(getRequest("/")));
+  auto again = client.readResponse();
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->status, 200);
+}
+
 INSTANTIATE_TEST_SUITE_P(PlainAndTls, HibernateTest, ::testing::Bool(),
                          [](const auto& info) { return info.param ? "Tls" : "Plain"; });
 
