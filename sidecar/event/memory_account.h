@@ -30,7 +30,8 @@ std::string_view memoryCategoryName(MemoryCategory category);
 
 // Gives the heap's free memory back to the kernel (malloc_trim, and the free top of this
 // thread's arena, which malloc_trim leaves), with the spare evbuffer chains this thread keeps
-// (memory_account.cc). A worker calls it soon after connections hibernate.
+// (memory_account.cc). A worker calls it soon after connections hibernate, and once it has
+// gone quiet (conn/connection_manager.cc).
 void trimHeap();
 // Bytes of spare evbuffer chains kept by all threads: heap in use that no account is charged
 // for (at most 384 KiB a thread).

@@ -129,21 +129,30 @@ TEST(MemoryAccountTest, SumOfAccountsMatchesTheHeapDelta) {
   client_side->retire();
 }
 
-class HibernateTest : public ::testing::TestWithParam<bool> {};
+// Each test: the demo app, and the server's config, plain or TLS (the parameter), whose route
+// has `policy`.
+class HibernateTest : public ::testing::TestWithParam<bool> {
+ protected:
+  server::ServerConfig config(const http::RoutePolicy& policy) {
+    server::ServerConfig result =
+        TestServer::simpleConfig(app_.address(), GetParam() ? &cert_ : nullptr);
+    result.routes[0].policy = policy;
+    return result;
+  }
+
+  DemoApp app_;
+  TempDir dir_;
+  const TestCertificate cert_ = makeSelfSignedCertificate(dir_);
+};
 
 // The Cowboy case, with hibernate on: after a 10 MB response the connection keeps only a small
 // record, and the process gives the memory back.
 TEST_P(HibernateTest, LargeResponseLeavesNothingBehind) {
   const bool tls = GetParam();
-  DemoApp app;
-  TempDir dir;
-  const TestCertificate cert = makeSelfSignedCertificate(dir);
-  server::ServerConfig config = TestServer::simpleConfig(app.address(), tls ? &cert : nullptr);
   http::RoutePolicy policy;
   policy.hibernate = true;
   policy.hibernate_after = milliseconds(200);
-  config.routes[0].policy = policy;
-  TestServer server(config);
+  TestServer server(config(policy));
 
   {
     // Warm-up, so that nothing first-time is counted below.
@@ -207,17 +216,12 @@ TEST_P(HibernateTest, LargeResponseLeavesNothingBehind) {
 // With hibernate off, the connection keeps what it holds until the idle timeout closes it.
 TEST_P(HibernateTest, WithoutHibernateMemoryStaysUntilIdleTimeout) {
   const bool tls = GetParam();
-  DemoApp app;
-  TempDir dir;
-  const TestCertificate cert = makeSelfSignedCertificate(dir);
-  server::ServerConfig config = TestServer::simpleConfig(app.address(), tls ? &cert : nullptr);
   http::RoutePolicy policy;
   policy.hibernate = false;
   // Long enough that the client (slow under sanitizers) has read the 10 MB well before it.
   constexpr milliseconds kIdle{1500};
   policy.idle_timeout = kIdle;
-  config.routes[0].policy = policy;
-  TestServer server(config);
+  TestServer server(config(policy));
 
   TestClient client(server.port(), tls);
   const auto start = std::chrono::steady_clock::now();
@@ -246,14 +250,9 @@ TEST_P(HibernateTest, WithoutHibernateMemoryStaysUntilIdleTimeout) {
 // stayed until some connection hibernated, or for the life of the process.
 TEST_P(HibernateTest, AQuietWorkerGivesBackWhatABurstLeft) {
   const bool tls = GetParam();
-  DemoApp app;
-  TempDir dir;
-  const TestCertificate cert = makeSelfSignedCertificate(dir);
-  server::ServerConfig config = TestServer::simpleConfig(app.address(), tls ? &cert : nullptr);
   http::RoutePolicy policy;
   policy.hibernate = false;
-  config.routes[0].policy = policy;
-  TestServer server(config);
+  TestServer server(config(policy));
   const int64_t spare_before = event::spareChainBytes();
 
   TestClient client(server.port(), tls);
