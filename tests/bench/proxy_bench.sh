@@ -95,37 +95,39 @@ check_binaries() {
 }
 
 # --- Processes -----------------------------------------------------------------------------------
-# "pid ppid cputicks starttime" for every process; cputicks = utime + stime of all its threads.
+# "pid ppid cputicks starttime uticks" for every process; cputicks = utime + stime of all its
+# threads, uticks = utime alone.
 proc_table() {
   local f line
   local -a x
   for f in /proc/[0-9]*/stat; do
     { read -r line <"$f"; } 2>/dev/null || continue
     read -ra x <<<"${line##*) }" # after "(comm) ": state ppid ... utime(11) stime(12) starttime(19)
-    echo "${f//[^0-9]/} ${x[1]} $((x[11] + x[12])) ${x[19]}"
+    echo "${f//[^0-9]/} ${x[1]} $((x[11] + x[12])) ${x[19]} ${x[11]}"
   done
 }
 
-# Looks at a process and its descendants: sets TREE_PIDS and TREE_TICKS (their summed cputicks),
+# Looks at a process and its descendants: sets TREE_PIDS, TREE_TICKS and TREE_UTICKS (their summed
+# cputicks and uticks),
 # and remembers each of them in OWNED, so cleanup stops it even if its parent died first (an nginx
 # worker whose master was killed keeps serving).
 declare -A OWNED # "pid:starttime" -> 1
 sample_tree() {
   local info entry
   info=$(proc_table | awk -v root="$1" '
-    { parent[$1] = $2; ticks[$1] = $3; start[$1] = $4 }
+    { parent[$1] = $2; ticks[$1] = $3; start[$1] = $4; uticks[$1] = $5 }
     END {
-      sum = 0; pids = ""
+      sum = 0; usum = 0; pids = ""
       for (p in parent) {
         q = p
         for (depth = 0; depth < 32 && q > 1; depth++) {
-          if (q == root) { sum += ticks[p]; pids = pids " " p ":" start[p]; break }
+          if (q == root) { sum += ticks[p]; usum += uticks[p]; pids = pids " " p ":" start[p]; break }
           q = parent[q]
         }
       }
-      print sum pids
+      print sum, usum pids
     }')
-  read -r TREE_TICKS info <<<"$info"
+  read -r TREE_TICKS TREE_UTICKS info <<<"$info"
   TREE_PIDS=""
   for entry in $info; do
     OWNED[$entry]=1
@@ -369,13 +371,14 @@ upstream_connects() {
 }
 
 # Runs wrk against one proxy in one mode; with a label, records the result for the report.
-declare -A RPS P50 P99 CPU ERRORS FAILED_RUNS NEW_UPSTREAM BY_ROUND
+declare -A RPS P50 P99 CPU UCPU ERRORS FAILED_RUNS NEW_UPSTREAM BY_ROUND
 run_wrk() {
   local mode=$1 name=$2 duration=$3 label=${4:-} out=$WORKDIR/wrk.out rc
-  local ticks0 ticks1 completed elapsed p50 p99 sock non2xx ok rps cpu conns0 conns1 new_conns
+  local ticks0 ticks1 uticks0 uticks1 completed elapsed p50 p99 sock non2xx ok rps cpu ucpu
+  local conns0 conns1 new_conns
   if [[ -n ${METRICS[$name]:-} ]]; then conns0=$(upstream_connects "${METRICS[$name]}"); else conns0=$(upstream_conns); fi
   sample_tree "${PID[$name]}"
-  ticks0=$TREE_TICKS
+  ticks0=$TREE_TICKS uticks0=$TREE_UTICKS
   timeout -k 5 $(($(seconds_of "$duration") + 30)) \
     wrk -t1 -c"$CONNS" -d"$duration" --latency "$(url_of "$mode" "$name")" >"$out" 2>&1 &
   WRK_PID=$!
@@ -383,7 +386,7 @@ run_wrk() {
   rc=$?
   WRK_PID=""
   sample_tree "${PID[$name]}"
-  ticks1=$TREE_TICKS
+  ticks1=$TREE_TICKS uticks1=$TREE_UTICKS
   if [[ -n ${METRICS[$name]:-} ]]; then
     conns1=$(upstream_connects "${METRICS[$name]}")
     new_conns=$((conns1 - conns0))
@@ -417,14 +420,17 @@ run_wrk() {
   rps=$(awk -v ok="$ok" -v el="$elapsed" 'BEGIN { printf "%.1f", ok * 1e6 / el }')
   cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ok="$ok" \
     'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }')
+  ucpu=$(awk -v t=$((uticks1 - uticks0)) -v hz="$CLK_TCK" -v ok="$ok" \
+    'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }')
   RPS[$key]+="$rps " P50[$key]+="$p50 " P99[$key]+="$p99 "
   [[ $cpu != nan ]] && CPU[$key]+="$cpu "
+  [[ $ucpu != nan ]] && UCPU[$key]+="$ucpu "
   # By round too ($round is the caller's loop variable), for ratios paired within a round.
-  BY_ROUND[$key/$round]="$rps $cpu $p99"
+  BY_ROUND[$key/$round]="$rps $cpu $p99 $ucpu"
   ERRORS[$key]=$((${ERRORS[$key]:-0} + sock + non2xx))
   NEW_UPSTREAM[$key]=$((${NEW_UPSTREAM[$key]:-0} + new_conns))
-  log "$(printf '  %s %-5s %-10s %9.0f req/s  p50 %6d us  p99 %7d us  CPU %6s us/req  errors %d  new upstream conns %d' \
-    "$label" "$mode" "$name" "$rps" "$p50" "$p99" "$cpu" $((sock + non2xx)) "$new_conns")"
+  log "$(printf '  %s %-5s %-10s %9.0f req/s  p50 %6d us  p99 %7d us  CPU %6s us/req (user %6s)  errors %d  new upstream conns %d' \
+    "$label" "$mode" "$name" "$rps" "$p50" "$p99" "$cpu" "$ucpu" $((sock + non2xx)) "$new_conns")"
 }
 
 # --- Report --------------------------------------------------------------------------------------
@@ -459,24 +465,25 @@ verdict() {
 report_mode() {
   local mode=$1 name key title=plain\ HTTP
   [[ $mode == tls ]] && title="TLS 1.3"
-  local -A m_rps m_p50 m_p99 m_cpu
+  local -A m_rps m_p50 m_p99 m_cpu m_ucpu
   for name in "${PROXIES[@]}"; do
     key=$mode/$name
     m_rps[$name]=$(median "${RPS[$key]:-}") m_p50[$name]=$(median "${P50[$key]:-}")
     m_p99[$name]=$(median "${P99[$key]:-}") m_cpu[$name]=$(median "${CPU[$key]:-}")
+    m_ucpu[$name]=$(median "${UCPU[$key]:-}")
   done
 
   echo
   echo "### $title — medians of $ROUNDS round(s), $CONNS connections, $DURATION each"
   echo
-  echo "| proxy | req/s | spread | p50 µs | p99 µs | CPU µs/req | errors | new upstream conns | cw/this req/s | cw/this CPU | cw/this p99 |"
-  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
+  echo "| proxy | req/s | spread | p50 µs | p99 µs | CPU µs/req | user µs/req | errors | new upstream conns | cw/this req/s | cw/this CPU | cw/this p99 |"
+  echo "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|"
   local cw=connwarden why
   for name in "${PROXIES[@]}"; do
     key=$mode/$name
     if [[ -z ${RPS[$key]:-} ]]; then
       why=${BROKEN[$key]:-${BROKEN[$name]:-no successful run}}
-      echo "| $name | not measured: ${why//|//} | | | | | | | | | |"
+      echo "| $name | not measured: ${why//|//} | | | | | | | | | | |"
       continue
     fi
     local errors=${ERRORS[$key]:-0} failed=${FAILED_RUNS[$key]:-0} err_cell
@@ -489,10 +496,11 @@ report_mode() {
       r2=$(ratio "${m_cpu[$cw]}" "${m_cpu[$name]}")
       r3=$(ratio "${m_p99[$cw]}" "${m_p99[$name]}")
     fi
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$name" \
       "$(fmt "${m_rps[$name]}" %.0f)" "$(spread "${RPS[$key]}")%" \
       "$(fmt "${m_p50[$name]}" %.0f)" "$(fmt "${m_p99[$name]}" %.0f)" \
-      "$(fmt "${m_cpu[$name]}" %.1f)" "$err_cell" "${NEW_UPSTREAM[$key]:-0}" "$r1" "$r2" "$r3"
+      "$(fmt "${m_cpu[$name]}" %.1f)" "$(fmt "${m_ucpu[$name]}" %.1f)" "$err_cell" \
+      "${NEW_UPSTREAM[$key]:-0}" "$r1" "$r2" "$r3"
   done
 
   for name in "${PROXIES[@]}"; do
@@ -530,16 +538,17 @@ report_mode() {
 # most: the machine's speed drifts between rounds (other guests on the host), which ratios of
 # medians do not cancel.
 paired_ratios() {
-  local mode=$1 who=$2 r cw hp rps_list="" cpu_list="" p99_list="" n=0
-  local c_rps c_cpu c_p99 h_rps h_cpu h_p99
+  local mode=$1 who=$2 r cw hp rps_list="" cpu_list="" p99_list="" ucpu_list="" n=0
+  local c_rps c_cpu c_p99 c_ucpu h_rps h_cpu h_p99 h_ucpu
   for ((r = 0; r < ROUNDS; r++)); do
     cw=${BY_ROUND[$mode/$who/$r]:-}
     hp=${BY_ROUND[$mode/haproxy/$r]:-}
     [[ -n $cw && -n $hp ]] || continue
-    read -r c_rps c_cpu c_p99 <<<"$cw"
-    read -r h_rps h_cpu h_p99 <<<"$hp"
+    read -r c_rps c_cpu c_p99 c_ucpu <<<"$cw"
+    read -r h_rps h_cpu h_p99 h_ucpu <<<"$hp"
     rps_list+="$(ratio "$c_rps" "$h_rps") " p99_list+="$(ratio "$c_p99" "$h_p99") "
     [[ $c_cpu != nan && $h_cpu != nan ]] && cpu_list+="$(ratio "$c_cpu" "$h_cpu") "
+    [[ $c_ucpu != nan && $h_ucpu != nan ]] && ucpu_list+="$(ratio "$c_ucpu" "$h_ucpu") "
     n=$((n + 1))
   done
   ((n > 1)) || return 0
@@ -547,7 +556,8 @@ paired_ratios() {
   echo "Paired by round ($who ÷ HAProxy in the same round, median and range over $n rounds):" \
     "req/s $(fmt "$(median "$rps_list")" %.2f)× ($(range_of "$rps_list"))," \
     "CPU/request $(fmt "$(median "$cpu_list")" %.2f)× ($(range_of "$cpu_list"))," \
-    "p99 $(fmt "$(median "$p99_list")" %.2f)× ($(range_of "$p99_list"))"
+    "p99 $(fmt "$(median "$p99_list")" %.2f)× ($(range_of "$p99_list"));" \
+    "user CPU/request $(fmt "$(median "$ucpu_list")" %.2f)× ($(range_of "$ucpu_list"))"
 }
 
 print_report() {
@@ -580,7 +590,9 @@ print_report() {
   echo
   echo "req/s: 2xx/3xx responses per second; spread: (max − min) / median of req/s over rounds;" \
     "p50/p99: wrk latency percentiles; CPU µs/req: the proxy's user+system CPU (whole process tree)" \
-    "during a run ÷ its 2xx/3xx responses; errors: non-2xx/3xx responses + socket errors, summed" \
+    "during a run ÷ its 2xx/3xx responses; user µs/req: the user-space part of it (the rest is" \
+    "the kernel's: system calls, the TCP stack, softirqs run on its time); errors: non-2xx/3xx" \
+    "responses + socket errors, summed" \
     "over rounds; new upstream conns: upstream connections opened during measured runs, summed" \
     "(connwarden's from its connwarden_upstream_connects_total; the others' from new ports to the" \
     "upstream, a lower bound; 0 = the pool held, thousands = no upstream keep-alive); cw/this:" \
