@@ -108,9 +108,8 @@ proc_table() {
 }
 
 # Looks at a process and its descendants: sets TREE_PIDS, TREE_TICKS and TREE_UTICKS (their summed
-# cputicks and uticks),
-# and remembers each of them in OWNED, so cleanup stops it even if its parent died first (an nginx
-# worker whose master was killed keeps serving).
+# cputicks and uticks), and remembers each of them in OWNED, so cleanup stops it even if its parent
+# died first (an nginx worker whose master was killed keeps serving).
 declare -A OWNED # "pid:starttime" -> 1
 sample_tree() {
   local info entry
@@ -370,6 +369,12 @@ upstream_connects() {
     awk '/^connwarden_upstream_connects_total/ { n += $2 } END { printf "%d\n", n }'
 }
 
+# µs of CPU per response: TICKS clock ticks over OK responses ("nan" without any).
+us_per_request() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v ok="$2" \
+    'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }'
+}
+
 # Runs wrk against one proxy in one mode; with a label, records the result for the report.
 declare -A RPS P50 P99 CPU UCPU ERRORS FAILED_RUNS NEW_UPSTREAM BY_ROUND
 run_wrk() {
@@ -418,10 +423,8 @@ run_wrk() {
 
   ok=$((completed - non2xx))
   rps=$(awk -v ok="$ok" -v el="$elapsed" 'BEGIN { printf "%.1f", ok * 1e6 / el }')
-  cpu=$(awk -v t=$((ticks1 - ticks0)) -v hz="$CLK_TCK" -v ok="$ok" \
-    'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }')
-  ucpu=$(awk -v t=$((uticks1 - uticks0)) -v hz="$CLK_TCK" -v ok="$ok" \
-    'BEGIN { if (ok > 0) printf "%.3f", t * 1e6 / hz / ok; else print "nan" }')
+  cpu=$(us_per_request $((ticks1 - ticks0)) "$ok")
+  ucpu=$(us_per_request $((uticks1 - uticks0)) "$ok")
   RPS[$key]+="$rps " P50[$key]+="$p50 " P99[$key]+="$p99 "
   [[ $cpu != nan ]] && CPU[$key]+="$cpu "
   [[ $ucpu != nan ]] && UCPU[$key]+="$ucpu "
