@@ -129,7 +129,24 @@ void appendScalar(const YAML::Node& node, std::string* out) {
   appendJsonString(text, out);
 }
 
-absl::Status appendJson(const YAML::Node& node, const std::string& source, std::string* out) {
+// The schema nests a few levels and a config is a few KiB. Deeper or bigger is no config: an
+// alias inside its own anchor (a cycle: endless recursion), or aliases of aliases that multiply
+// a small file into gigabytes ("billion laughs").
+constexpr int kMaxYamlDepth = 32;
+constexpr size_t kMaxJsonBytes = 4 << 20;
+
+absl::Status appendJson(const YAML::Node& node, const std::string& source, std::string* out,
+                        int depth = 0) {
+  if (depth > kMaxYamlDepth) {
+    return yamlError(source, node.Mark(),
+                     absl::StrCat("nested more than ", kMaxYamlDepth,
+                                  " levels deep (an alias inside its own anchor?)"));
+  }
+  if (out->size() > kMaxJsonBytes) {
+    return yamlError(source, node.Mark(),
+                     absl::StrCat("expands to more than ", kMaxJsonBytes >> 20,
+                                  " MiB (aliases of aliases?)"));
+  }
   switch (node.Type()) {
     case YAML::NodeType::Undefined:
     case YAML::NodeType::Null:
@@ -144,7 +161,9 @@ absl::Status appendJson(const YAML::Node& node, const std::string& source, std::
       for (const YAML::Node& item : node) {
         if (!first) *out += ',';
         first = false;
-        if (absl::Status status = appendJson(item, source, out); !status.ok()) return status;
+        if (absl::Status status = appendJson(item, source, out, depth + 1); !status.ok()) {
+          return status;
+        }
       }
       *out += ']';
       return absl::OkStatus();
@@ -162,7 +181,8 @@ absl::Status appendJson(const YAML::Node& node, const std::string& source, std::
         if (keys.size() > 1) *out += ',';
         appendJsonString(key.Scalar(), out);
         *out += ':';
-        if (absl::Status status = appendJson(entry.second, source, out); !status.ok()) {
+        if (absl::Status status = appendJson(entry.second, source, out, depth + 1);
+            !status.ok()) {
           return status;
         }
       }

@@ -11,6 +11,7 @@ namespace connwarden::server {
 namespace {
 
 using ::testing::Eq;
+using ::testing::HasSubstr;
 using ::testing::Matcher;
 using ::testing::StartsWith;
 
@@ -23,6 +24,17 @@ std::string withBase(const std::string& rest) { return kListener + std::string(k
 // The base config with one more line in its listener, e.g. "name: x".
 std::string withListenerField(const std::string& line) {
   return kListener + std::string("    ") + line + "\n" + kCluster;
+}
+
+// 300 bytes of YAML that stand for 64 * 16^5 bytes (67 MB) of text.
+std::string billionLaughs() {
+  std::string yaml = "l0: &l0 \"" + std::string(64, 'x') + "\"\n";
+  for (int level = 1; level <= 5; ++level) {
+    yaml += "l" + std::to_string(level) + ": &l" + std::to_string(level) + " [";
+    for (int i = 0; i < 16; ++i) yaml += (i > 0 ? ",*l" : "*l") + std::to_string(level - 1);
+    yaml += "]\n";
+  }
+  return yaml;
 }
 
 void writeFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
@@ -45,6 +57,9 @@ TEST(ConfigTest, RejectsInvalidConfigsNamingTheField) {
       {"? [a]\n: b\n", Eq("test.yaml:1:3: a key must be a plain string")},
       {"- 1\n", Eq("test.yaml:1:1: expected a mapping with listeners, clusters and routes at the "
                    "top level")},
+      // An alias inside its own anchor; aliases of aliases that multiply a small file.
+      {"a: &x {b: *x}\n", HasSubstr("nested more than 32 levels deep")},
+      {billionLaughs(), HasSubstr("expands to more than 4 MiB")},
       // Schema errors, as protobuf's JSON parser finds them.
       {"bogus: 1\n", Eq("bogus: unknown field")},
       {"listeners:\n  - {}\n  - bogus: 1\n", Eq("listeners[1].bogus: unknown field")},
