@@ -1,4 +1,5 @@
-// Header field lookups, list tokens, hop-by-hop removal and reason phrases.
+// Header field lookups, list tokens, hop-by-hop removal, the forwarded request's fields and reason
+// phrases.
 #include "sidecar/http/headers.h"
 
 #include <algorithm>
@@ -92,6 +93,33 @@ void removeHopByHopHeaders(HeaderMap& headers, bool keep_upgrade) {
   });
   fields.erase(end, fields.end());
   if (keep_upgrade && headers.get("upgrade") != nullptr) headers.add("Connection", "upgrade");
+}
+
+void prepareUpstreamRequest(RequestHead& head, std::string_view client_ip, bool tls) {
+  removeHopByHopHeaders(head.headers, head.upgrade);
+  bool appended = false;
+  for (HeaderMap::Field& field : head.headers.fields()) {
+    if (equalsIgnoreCase(field.name, "x-forwarded-for")) {
+      field.value.append(", ").append(client_ip);
+      appended = true;
+      break;
+    }
+  }
+  if (!appended) head.headers.add("X-Forwarded-For", std::string(client_ip));
+  head.headers.remove("x-forwarded-proto");
+  head.headers.add("X-Forwarded-Proto", tls ? "https" : "http");
+  head.keep_alive = true;
+  if (head.headers.get("host") == nullptr) {
+    // RFC 9112 §3.2: an HTTP/1.1 request carries Host; its value is the target URI's authority,
+    // or empty when it has none. The codec checked an absolute-form target's authority.
+    std::string_view authority;
+    const size_t scheme_end = head.target.find("://");
+    if (!head.target.empty() && head.target[0] != '/' && scheme_end != std::string::npos) {
+      authority = std::string_view(head.target).substr(scheme_end + 3);
+      authority = authority.substr(0, authority.find_first_of("/?"));
+    }
+    head.headers.add("Host", std::string(authority));
+  }
 }
 
 std::string_view reasonPhrase(int status) {

@@ -79,6 +79,12 @@ struct ResponseHead {
 // the `upgrade` token survive (a WebSocket handshake being forwarded).
 void removeHopByHopHeaders(HeaderMap& headers, bool keep_upgrade);
 
+// Makes a request as the client sent it into the one the application receives: hop-by-hop
+// fields removed, X-Forwarded-For extended with `client_ip`, X-Forwarded-Proto set, a Host
+// added where the client sent none (an HTTP/1.0 request; we speak HTTP/1.1 upstream), and the
+// upstream connection kept alive whatever the client asked of its own.
+void prepareUpstreamRequest(RequestHead& head, std::string_view client_ip, bool tls);
+
 std::string_view reasonPhrase(int status);
 
 }  // namespace connwarden::http

@@ -37,22 +37,7 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
   }
   pool_ = context.pools[route->cluster_index].get();
 
-  removeHopByHopHeaders(head->headers, head->upgrade);
-  network::Connection& downstream = session_.connection();
-  const std::string& client_ip = session_.clientIp();
-  bool appended = false;
-  for (HeaderMap::Field& field : head->headers.fields()) {
-    if (equalsIgnoreCase(field.name, "x-forwarded-for")) {
-      absl::StrAppend(&field.value, ", ", client_ip);
-      appended = true;
-      break;
-    }
-  }
-  if (!appended) head->headers.add("X-Forwarded-For", client_ip);
-  head->headers.remove("x-forwarded-proto");
-  head->headers.add("X-Forwarded-Proto", downstream.transport().isTls() ? "https" : "http");
-  // Our connection to the application stays alive whatever the client asked.
-  head->keep_alive = true;
+  prepareUpstreamRequest(*head, session_.clientIp(), session_.connection().transport().isTls());
 
   if (head->expect_continue && !end_stream) encoder_.encode100Continue();
   sendToUpstream();

@@ -716,7 +716,13 @@ const Connection::Header* Connection::findHeader(std::string_view name) const {
 void Connection::handleRequest() {
   keep_alive_ = llhttp_should_keep_alive(&parser_) != 0;
   head_request_ = parser_.method == HTTP_HEAD;
-  const std::string_view target = url_;
+  std::string_view target = url_;
+  // A server must accept the absolute form too (RFC 9112 §3.2.2): what follows the authority.
+  if (const size_t scheme_end = target.find("://");
+      !target.empty() && target[0] != '/' && scheme_end != std::string_view::npos) {
+    const size_t path_start = target.find('/', scheme_end + 3);
+    target = path_start == std::string_view::npos ? "/" : target.substr(path_start);
+  }
   const size_t question = target.find('?');
   const std::string_view path = target.substr(0, question);
   const std::string_view query =

@@ -176,6 +176,24 @@ TEST_P(ProxyTest, Http10WithoutKeepAliveCloses) {
   EXPECT_TRUE(client.waitForClose());
 }
 
+// HTTP/1.0 lets a client leave Host out; we speak HTTP/1.1 to the application, which needs one
+// (RFC 9112 §3.2): empty for an origin-form target, the authority of an absolute-form one.
+TEST_P(ProxyTest, Http10WithoutHostReachesTheApplicationWithAHost) {
+  const std::pair<std::string, std::string> cases[] = {
+      {"/headers", "Host: \n"},
+      {"http://app.example:8081/headers", "Host: app.example:8081\n"},
+  };
+  for (const auto& [target, host] : cases) {
+    SCOPED_TRACE(target);
+    TestClient client(server_.port());
+    ASSERT_TRUE(client.send("GET " + target + " HTTP/1.0\r\n\r\n"));
+    auto response = client.readResponse();
+    ASSERT_TRUE(response.has_value());
+    EXPECT_EQ(response->status, 200);
+    EXPECT_NE(response->body.find(host), std::string::npos) << response->body;
+  }
+}
+
 TEST_P(ProxyTest, WebSocketUpgradeBecomesTunnel) {
   TestClient client(server_.port());
   ASSERT_TRUE(client.send(getRequest(

@@ -128,6 +128,54 @@ TEST(HeadersTest, RemoveHopByHopHeaders) {
   }
 }
 
+TEST(HeadersTest, PrepareUpstreamRequest) {
+  struct Case {
+    const char* name;
+    std::string target;
+    std::vector<std::pair<std::string, std::string>> in;
+    bool tls;
+    std::string out;
+  };
+  const Case cases[] = {
+      {"forwarding fields added",
+       "/",
+       {{"Host", "a"}, {"Connection", "close"}},
+       false,
+       "Host: a\nX-Forwarded-For: 192.0.2.1\nX-Forwarded-Proto: http\n"},
+      {"X-Forwarded-For extended, the client's X-Forwarded-Proto replaced",
+       "/",
+       {{"Host", "a"}, {"X-Forwarded-Proto", "https"}, {"X-Forwarded-For", "10.0.0.1"}},
+       true,
+       "Host: a\nX-Forwarded-For: 10.0.0.1, 192.0.2.1\nX-Forwarded-Proto: https\n"},
+      // HTTP/1.0 requests may come without Host; HTTP/1.1 upstream needs one (RFC 9112 §3.2).
+      {"no Host: empty",
+       "/old",
+       {},
+       false,
+       "X-Forwarded-For: 192.0.2.1\nX-Forwarded-Proto: http\nHost: \n"},
+      {"no Host, absolute form: its authority",
+       "http://Example.com:8080/p?q",
+       {},
+       false,
+       "X-Forwarded-For: 192.0.2.1\nX-Forwarded-Proto: http\nHost: Example.com:8080\n"},
+      {"no Host, a scheme in the path is no authority",
+       "/go?to=http://b",
+       {},
+       false,
+       "X-Forwarded-For: 192.0.2.1\nX-Forwarded-Proto: http\nHost: \n"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    RequestHead head;
+    head.target = c.target;
+    head.keep_alive = false;
+    head.headers = makeHeaders(c.in);
+    prepareUpstreamRequest(head, "192.0.2.1", c.tls);
+    EXPECT_EQ(dump(head.headers), c.out);
+    EXPECT_TRUE(head.keep_alive);
+  }
+}
+
 TEST(HeadersTest, ReasonPhrase) {
   EXPECT_EQ(reasonPhrase(200), "OK");
   EXPECT_EQ(reasonPhrase(101), "Switching Protocols");
