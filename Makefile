@@ -1,10 +1,14 @@
 # connwarden — the two commands that set everything up on Debian bookworm:
 #   make run    installs what is missing, builds, starts the sidecar in front of the demo app
 #   make test   installs what is missing, builds, runs every test (ctest)
-# Also: make test-asan (ASan + UBSan build, same tests), make bench (tests/bench/).
+# Also: make test-asan (ASan + UBSan build, same tests), make fuzz (libFuzzer, tests/fuzz/),
+# make bench (tests/bench/).
 
 BUILD      ?= build
 BUILD_ASAN ?= build-asan
+BUILD_FUZZ ?= build-fuzz
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = http1_request http1_response config
 JOBS       ?= $(shell nproc)
 RUN_DIR    ?= .run
 HTTP_PORT  ?= 8080
@@ -27,7 +31,7 @@ BUF_VERSION = 1.75.0
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps tools build test test-asan run bench clean
+.PHONY: all deps tools build test test-asan fuzz run bench clean
 
 all: build
 
@@ -64,6 +68,23 @@ test-asan: deps tools $(BUILD_ASAN)/CMakeCache.txt
 	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  ctest --output-on-failure -j2 --timeout 600
 
+# Each fuzz target for FUZZ_SECONDS under libFuzzer (clang, ASan, UBSan), from the checked-in
+# corpus; what it learns stays in $(BUILD_FUZZ)/corpus-*, a failing input in $(BUILD_FUZZ).
+$(BUILD_FUZZ)/CMakeCache.txt: | deps
+	@command -v clang++ >/dev/null && [ -n "$$(clang++ -print-file-name=libclang_rt.fuzzer-x86_64.a | grep /)" ] || { \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	  $(SUDO) apt-get install -y -qq --no-install-recommends clang libclang-rt-dev; }
+	CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONNWARDEN_FUZZ=ON
+
+fuzz: deps $(BUILD_FUZZ)/CMakeCache.txt
+	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(BUILD_FUZZ)/corpus-$$t && \
+	  echo "== fuzz_$$t, $(FUZZ_SECONDS) s" && \
+	  (cd $(BUILD_FUZZ) && ./fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -dict=$(CURDIR)/tests/fuzz/$$t.dict corpus-$$t $(CURDIR)/tests/fuzz/corpus/$$t) || exit 1; \
+	done
+
 run: build
 	@bash deploy/run-demo.sh $(BUILD) $(RUN_DIR) $(HTTP_PORT) $(HTTPS_PORT) $(APP_PORT)
 
@@ -71,4 +92,4 @@ bench: build
 	bash tests/bench/proxy_bench.sh
 
 clean:
-	rm -rf $(BUILD) $(BUILD_ASAN) $(RUN_DIR) $(TOOLS)
+	rm -rf $(BUILD) $(BUILD_ASAN) $(BUILD_FUZZ) $(RUN_DIR) $(TOOLS)

@@ -115,8 +115,9 @@ ConnectionControl::ConnectionControl(std::vector<http::RoutePolicy> listener_def
       routes_(std::move(routes)),
       persist_(std::move(persist)) {
   for (auto& [route, policy] : overrides) {
+    const std::string& name = route;  // a structured binding cannot be captured before C++20
     const bool known = std::any_of(routes_.begin(), routes_.end(),
-                                   [&](const http::RouteConfig& r) { return r.name == route; });
+                                   [&](const http::RouteConfig& r) { return r.name == name; });
     if (!known) {
       CW_LOG(kWarn, "stored policy for route \"%s\" dropped: no such route in the config", route);
     } else if (absl::Status s = validatePolicy(policy); !s.ok()) {
