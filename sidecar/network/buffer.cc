@@ -37,9 +37,11 @@ void Buffer::release() {
 
 size_t Buffer::length() const { return buf_ == nullptr ? 0 : evbuffer_get_length(buf_); }
 
-void Buffer::add(const void* data, size_t len) {
+void Buffer::add(const void* data, size_t len) { add(data, len, kBuffers); }
+
+void Buffer::add(const void* data, size_t len, event::MemoryCategory category) {
   if (len == 0) return;
-  BufferMemory memory(kBuffers);
+  BufferMemory memory(category);
   CW_ASSERT(evbuffer_add(get(), data, len) == 0);
 }
 

@@ -13,6 +13,10 @@
 
 struct evbuffer;
 
+namespace connwarden::event {
+enum class MemoryCategory : uint8_t;
+}
+
 namespace connwarden::network {
 
 class Buffer {
@@ -36,6 +40,9 @@ class Buffer {
 
   void add(const void* data, size_t len);
   void add(std::string_view data) { add(data.data(), data.size()); }
+  // The same, with the memory it takes charged as `category` rather than as buffers (a TLS
+  // transport's records: TLS memory, as OpenSSL's own record buffers are).
+  void add(const void* data, size_t len, event::MemoryCategory category);
   // Moves all of `other` to the end of this buffer, leaving `other` empty.
   void move(Buffer& other);
   // Moves the first `len` bytes (len <= other.length()) of `other` to the end of this buffer.

@@ -161,7 +161,7 @@ struct TlsTransportSocket::Bio {
   }
   static int write(BIO* bio, const char* data, int len) {
     BIO_clear_retry_flags(bio);
-    of(bio).records_.add(data, static_cast<size_t>(len));
+    of(bio).records_.add(data, static_cast<size_t>(len), event::MemoryCategory::kTls);
     return len;
   }
   static int read(BIO* bio, char* out, int len) {

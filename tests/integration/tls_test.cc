@@ -136,13 +136,18 @@ TEST_P(TlsTest, SlowClientPausesTheUpstream) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   size_t unsent = 0;
+  int64_t tls_memory = 0;
   server_.runOnWorker(0, [&](server::Worker& worker) {
     worker.connections().forEach([&](conn::ManagedConnection& connection) {
-      unsent = connection.session().connection().unsentBytes();
+      network::Connection& downstream = connection.session().connection();
+      unsent = downstream.unsentBytes();
+      tls_memory = downstream.memoryAccount()->bytes(event::MemoryCategory::kTls);
     });
   });
   EXPECT_GT(unsent, 0u);
   EXPECT_LT(unsent, 256u * 1024) << "the watermark is 64 KiB";
+  // The records waiting for the client are TLS memory in its account, as OpenSSL's are.
+  EXPECT_GE(tls_memory, static_cast<int64_t>(unsent));
   EXPECT_LT(peak - baseline, 8u << 20) << "heap grew by " << (peak - baseline) << " bytes";
   auto response = client.readResponse();
   ASSERT_TRUE(response.has_value());
