@@ -8,7 +8,8 @@
 //   fuzz_http1_request [-runs=N] [-seed=S] [-max_len=L] [-dict=FILE] FILE_OR_DIR...
 //
 // When an input makes the target fail (a sanitizer report, an assertion, a signal), the input
-// is first written to ./crash-<target>-<seed>-<run>, which the target takes back as a file:
+// is first written to ./crash-<target>-<seed>-<run> (./crash-<target>-input-<n> for the n-th
+// input given), which the target takes back as a file:
 //   fuzz_http1_request ./crash-fuzz_http1_request-1-523
 #include <dirent.h>
 #include <fcntl.h>
