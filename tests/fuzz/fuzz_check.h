@@ -3,6 +3,7 @@
 // grammar for tokens and field values.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,6 +39,14 @@ class FuzzInput {
  private:
   std::string_view bytes_;
 };
+
+// The size of the reads `total` bytes arrive in, from the low 3 bits of `flags`: all at once,
+// or 1, 2, 3, 7, 16, 64 or 512 bytes at a time.
+inline size_t readSize(uint8_t flags, size_t total) {
+  static constexpr size_t kSizes[] = {0, 1, 2, 3, 7, 16, 64, 512};
+  const size_t size = kSizes[flags & 7];
+  return size != 0 ? size : std::max<size_t>(total, 1);
+}
 
 // RFC 9110 §5.1 and §5.5: a token (a method, a field name) and a field value as we accept one:
 // no control bytes but HTAB (obs-text is allowed).

@@ -208,10 +208,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace connwarden::http;
   connwarden::fuzz::FuzzInput input(data, size);
   const uint8_t flags = input.takeByte();
-  static constexpr size_t kSteps[] = {0, 1, 2, 3, 7, 16, 64, 512};
   const std::string_view bytes = input.rest();
-  size_t step = kSteps[flags & 7];
-  if (step == 0) step = bytes.empty() ? 1 : bytes.size();
+  const size_t step = connwarden::fuzz::readSize(flags, bytes.size());
 
   Recorder recorder;
   recorder.flags = flags;
