@@ -24,6 +24,26 @@ void assertFailed(const char* cond, const char* file, int line) {
 
 static_assert(sizeof(::event) <= sizeof(EventStorage) && alignof(::event) <= alignof(EventStorage));
 
+namespace {
+// The time of the current pass of the loop this thread runs (Dispatcher::now()).
+struct PassClock {
+  bool in_loop = false;  // this thread is inside Dispatcher::run()
+  bool taken = false;    // `time` was read in this pass
+  MonotonicTime time;
+};
+thread_local PassClock t_pass_clock;
+
+MonotonicTime passTime() {
+  PassClock& clock = t_pass_clock;
+  if (!clock.in_loop) return std::chrono::steady_clock::now();
+  if (!clock.taken) {
+    clock.time = std::chrono::steady_clock::now();
+    clock.taken = true;
+  }
+  return clock.time;
+}
+}  // namespace
+
 Timer::Timer(event_base* base, std::function<void()> cb) : cb_(std::move(cb)) {
   CW_ASSERT(evtimer_assign(ev_.get(), base, &Timer::onFire, this) == 0);
 }
@@ -33,7 +53,7 @@ Timer::~Timer() {
 }
 
 void Timer::enable(std::chrono::milliseconds after) {
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = passTime();
   deadline_ = now + after;
   enabled_ = true;
   // libevent already fires no later than the new deadline: onFire sets it for the rest then.
@@ -58,7 +78,7 @@ void Timer::onFire(int, short, void* arg) {
   auto* self = static_cast<Timer*>(arg);
   self->armed_ = false;
   if (!self->enabled_) return;  // cancelled since it was set
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = passTime();
   if (now < self->deadline_) {
     self->arm(now);  // pushed back since it was set
     return;
@@ -195,6 +215,7 @@ Dispatcher::~Dispatcher() {
 
 void Dispatcher::run() {
   thread_id_.store(std::this_thread::get_id());
+  t_pass_clock.in_loop = true;
   io_batch_->start();
   if (g_io_uring_allowed.load()) {
     static std::once_flag reported;  // every worker meets the same kernel and seccomp profile
@@ -214,9 +235,11 @@ void Dispatcher::run() {
     // callback, return. (EVLOOP_NONBLOCK alone would not return while events keep coming, and
     // a socket whose read is only queued stays readable.)
     const int flags = EVLOOP_ONCE | (io_batch_->empty() ? 0 : EVLOOP_NONBLOCK);
+    t_pass_clock.taken = false;
     if (event_base_loop(base_, flags) < 0) break;
     io_batch_->run();
   }
+  t_pass_clock = PassClock{};
   runPosted();
   io_batch_->run();
   io_batch_->stop();
@@ -305,7 +328,10 @@ bool Dispatcher::isThreadSafe() const {
 }
 
 MonotonicTime Dispatcher::now() const {
-  return std::chrono::steady_clock::now();
+  if (thread_id_.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
+    return std::chrono::steady_clock::now();
+  }
+  return passTime();
 }
 
 }  // namespace connwarden::event

@@ -33,6 +33,31 @@ TEST(DispatcherTest, PostFromOtherThreadsRunsInOrderOnTheLoopThread) {
   for (int i = 0; i < 1000; ++i) EXPECT_EQ(seen[i], i);
 }
 
+// now() on the loop's thread reads the clock once per pass; elsewhere, every time.
+TEST(DispatcherTest, NowIsOneReadingPerPassOfTheLoop) {
+  Dispatcher dispatcher("test");
+  const auto outside = dispatcher.now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  EXPECT_GT(dispatcher.now(), outside);
+
+  MonotonicTime first{}, again{}, next_pass{};
+  auto later = dispatcher.createTimer([&] {
+    next_pass = dispatcher.now();
+    dispatcher.exit();
+  });
+  dispatcher.post([&] {
+    first = dispatcher.now();
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    again = dispatcher.now();
+    later->enable(std::chrono::milliseconds(1));
+  });
+  std::thread loop([&] { dispatcher.run(); });
+  loop.join();
+  EXPECT_GT(first, outside);
+  EXPECT_EQ(again, first) << "the same pass";
+  EXPECT_GE(next_pass - first, std::chrono::milliseconds(2)) << "a later pass reads the clock";
+}
+
 TEST(DispatcherTest, TimersFireInDeadlineOrderAndCanBeCancelled) {
   Dispatcher dispatcher("test");
   std::vector<std::string> fired;
