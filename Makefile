@@ -8,7 +8,7 @@ BUILD      ?= build
 BUILD_ASAN ?= build-asan
 BUILD_FUZZ ?= build-fuzz
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = http1_request http1_response config
+FUZZ_TARGETS = http1_request http1_response config address
 JOBS       ?= $(shell nproc)
 RUN_DIR    ?= .run
 HTTP_PORT  ?= 8080
@@ -77,6 +77,7 @@ $(BUILD_FUZZ)/CMakeCache.txt: | deps
 	CC=clang CXX=clang++ cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCONNWARDEN_FUZZ=ON
 
 fuzz: deps $(BUILD_FUZZ)/CMakeCache.txt
+	cmake -S . -B $(BUILD_FUZZ) >/dev/null  # a target added since the last run needs it
 	cmake --build $(BUILD_FUZZ) -j$(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
 	@for t in $(FUZZ_TARGETS); do \
 	  mkdir -p $(BUILD_FUZZ)/corpus-$$t && \

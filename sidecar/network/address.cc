@@ -63,7 +63,7 @@ absl::StatusOr<Address> Address::parse(std::string_view host_port_view) {
 Address Address::fromSockaddr(const sockaddr* sa, socklen_t len) {
   Address addr;
   if (len > sizeof(addr.storage_)) len = sizeof(addr.storage_);
-  std::memcpy(&addr.storage_, sa, len);
+  std::memcpy(static_cast<void*>(&addr.storage_), sa, len);
   addr.length_ = len;
   return addr;
 }

@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -36,13 +37,16 @@ class Address {
 
  private:
   friend class Cidr;
-  // IPv4 and IPv6 only: 28 bytes, not sockaddr_storage's 128 (two per connection).
+  // IPv4 and IPv6 only: 28 bytes, not sockaddr_storage's 128 (two per connection). Zeroed
+  // whole: `Storage storage_{}` zeroes only the first member (16 bytes), which left an IPv6
+  // address's scope id to the compiler (clang kept garbage there; found by fuzz_address).
   union Storage {
+    Storage() { std::memset(this, 0, sizeof(*this)); }
     sockaddr sa;
     sockaddr_in in4;
     sockaddr_in6 in6;
   };
-  Storage storage_{};
+  Storage storage_;
   socklen_t length_ = 0;
 };
 
