@@ -34,6 +34,11 @@ class Harness : public TransportSocketCallbacks {
     peer_ = fds[1];
   }
 
+  ~Harness() override {
+    close(fd_);
+    close(peer_);
+  }
+
   int fd() const override { return fd_; }
   void onTransportConnected() override {}
   void setReadBufferReady() override {}
@@ -64,14 +69,14 @@ class Harness : public TransportSocketCallbacks {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace connwarden::network;
-  static Harness* harness = new Harness;  // for the process's life
+  static Harness harness;  // its destructor at exit removes the certificate's directory
   connwarden::fuzz::FuzzInput input(data, size);
   const uint8_t flags = input.takeByte();
   const std::string_view bytes = input.rest();
   const size_t step = connwarden::fuzz::readSize(flags, bytes.size());
   const bool ends = (flags & 8) != 0;
 
-  TransportSocketPtr socket = harness->newSocket();
+  TransportSocketPtr socket = harness.newSocket();
   Buffer plaintext;
   bool closed = false;
   for (size_t at = 0; at < bytes.size() && !closed; at += step) {
@@ -88,6 +93,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                "the end of the stream went unnoticed");
   }
   socket.reset();
-  harness->drainPeer();
+  harness.drainPeer();
   return 0;
 }
