@@ -25,7 +25,8 @@ void assertFailed(const char* cond, const char* file, int line) {
 static_assert(sizeof(::event) <= sizeof(EventStorage) && alignof(::event) <= alignof(EventStorage));
 
 namespace {
-// The time of the current pass of the loop this thread runs (Dispatcher::now()).
+// The time of the current pass of the loop this thread runs (Dispatcher::now()); a thread that
+// runs none reads the clock.
 struct PassClock {
   bool in_loop = false;  // this thread is inside Dispatcher::run()
   bool taken = false;    // `time` was read in this pass
@@ -327,11 +328,6 @@ bool Dispatcher::isThreadSafe() const {
   return id == std::thread::id() || id == std::this_thread::get_id();
 }
 
-MonotonicTime Dispatcher::now() const {
-  if (thread_id_.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
-    return std::chrono::steady_clock::now();
-  }
-  return passTime();
-}
+MonotonicTime Dispatcher::now() const { return passTime(); }
 
 }  // namespace connwarden::event

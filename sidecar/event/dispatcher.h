@@ -134,8 +134,8 @@ class Dispatcher {
   // True on the dispatcher's thread (or before run() has started, while setting up).
   bool isThreadSafe() const;
 
-  // The steady clock: timestamps compare across workers. On the dispatcher's thread while the
-  // loop runs, the clock is read once per pass of the loop, at the first call after the pass's
+  // The steady clock: timestamps compare across workers. On a thread inside run(), the clock is
+  // read once per pass of the loop, at the first call after the pass's
   // wait, and that reading serves the rest of the pass (as HAProxy's and libevent's do): a
   // proxied request asked for the time about eight times, 1.2 % of a loaded worker's CPU. A pass
   // lasts a fraction of a millisecond under load; nothing here needs finer time. Timers take

@@ -109,7 +109,8 @@ void prepareUpstreamRequest(RequestHead& head, std::string_view client_ip, bool 
   head.headers.remove("x-forwarded-proto");
   head.headers.add("X-Forwarded-Proto", tls ? "https" : "http");
   head.keep_alive = true;
-  if (head.headers.get("host") == nullptr) {
+  // The codec refuses an HTTP/1.1 request without Host: only an HTTP/1.0 one needs looking at.
+  if (head.version_minor == 0 && head.headers.get("host") == nullptr) {
     // RFC 9112 §3.2: an HTTP/1.1 request carries Host; its value is the target URI's authority,
     // or empty when it has none. The codec checked an absolute-form target's authority.
     std::string_view authority;

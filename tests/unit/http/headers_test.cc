@@ -168,6 +168,7 @@ TEST(HeadersTest, PrepareUpstreamRequest) {
     SCOPED_TRACE(c.name);
     RequestHead head;
     head.target = c.target;
+    head.version_minor = c.in.empty() ? 0 : 1;  // only HTTP/1.0 may come without Host
     head.keep_alive = false;
     head.headers = makeHeaders(c.in);
     prepareUpstreamRequest(head, "192.0.2.1", c.tls);
