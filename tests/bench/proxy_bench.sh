@@ -22,7 +22,11 @@ WARMUP=${WARMUP:-1s}        # one unmeasured run per proxy and mode before round
 
 # connwarden_syscalls: the same binary with --io-uring=false, one recv(2)/send(2) per connection
 # and pass: what runs where a seccomp profile (Docker's and containerd's defaults) refuses io_uring.
-PROXIES=(nginx haproxy connwarden connwarden_syscalls)
+# floor: connwarden-floor-relay, which moves bytes between each client connection and an upstream
+# connection of its own and does nothing else (plain HTTP only). Its CPU per request is what the
+# kernel charges any proxy on this machine; a proxy's own code costs what it spends above it.
+PROXIES=(nginx haproxy connwarden connwarden_syscalls floor)
+FLOOR_BIN=${FLOOR_BIN:-$REPO_ROOT/build/connwarden-floor-relay}
 REQUEST_PATH='/bytes?n=100'
 BODY_BYTES=100
 START_TIMEOUT_S=10
@@ -36,6 +40,7 @@ usage() {
 Environment (current value):
   CONNWARDEN_BIN  $CONNWARDEN_BIN
   DEMO_APP_BIN    $DEMO_APP_BIN
+  FLOOR_BIN       $FLOOR_BIN
   CONNS           $CONNS
   DURATION        $DURATION   (wrk syntax: 5s, 1m)
   ROUNDS          $ROUNDS
@@ -84,7 +89,7 @@ ensure_packages() {
 
 check_binaries() {
   local bin ok=1
-  for bin in "$CONNWARDEN_BIN" "$DEMO_APP_BIN"; do
+  for bin in "$CONNWARDEN_BIN" "$DEMO_APP_BIN" "$FLOOR_BIN"; do
     [[ -x $bin ]] || { log "proxy_bench: not found or not executable: $bin"; ok=0; }
   done
   ((ok)) && return 0
@@ -307,20 +312,30 @@ start_connwarden_syscalls() {
   CMD+=(--io-uring=false)
 }
 
+start_floor() {
+  local plain=$2
+  CMD=("$FLOOR_BIN" "$plain" "$UPSTREAM_PORT")
+  ONLY_MODE=plain
+}
+
 declare -A PID PORT BROKEN METRICS # BROKEN[proxy] / BROKEN[mode/proxy]: why it is not measured
 start_proxy() {
   local name=$1 dir=$WORKDIR/$1 plain tls mode
   mkdir -p "$dir"
   plain=$(free_port) tls=$(free_port)
   PORT[plain/$name]=$plain PORT[tls/$name]=$tls
-  METRICS_PORT=""
+  METRICS_PORT="" ONLY_MODE=""
   "start_$name" "$dir" "$plain" "$tls"
   METRICS[$name]=$METRICS_PORT
+  for mode in "${MODE_LIST[@]}"; do
+    [[ -n $ONLY_MODE && $mode != "$ONLY_MODE" ]] && BROKEN[$mode/$name]="$ONLY_MODE only"
+  done
   "${CMD[@]}" >"$dir/out.log" 2>&1 &
   PID[$name]=$!
   disown "${PID[$name]}"
   STARTED+=("${PID[$name]}")
   for mode in "${MODE_LIST[@]}"; do
+    [[ -n ${BROKEN[$mode/$name]:-} ]] && continue
     if ! wait_accepting "${PID[$name]}" "${PORT[$mode/$name]}"; then
       BROKEN[$name]=$FAIL_REASON
       log "$name: $FAIL_REASON; skipped. Its output:"
@@ -331,6 +346,7 @@ start_proxy() {
     fi
   done
   for mode in "${MODE_LIST[@]}"; do
+    [[ -n ${BROKEN[$mode/$name]:-} ]] && continue
     check_answer "$(url_of "$mode" "$name")" && continue
     BROKEN[$mode/$name]=$FAIL_REASON
     log "$name ($mode): $FAIL_REASON; skipped in this mode"
@@ -535,6 +551,7 @@ report_mode() {
     "p99 ${r_p99}× (≤ 1.00: $(verdict "$r_p99" '<=' 1.00))$note"
   paired_ratios "$mode" connwarden
   paired_ratios "$mode" connwarden_syscalls
+  paired_ratios "$mode" floor
 }
 
 # connwarden (or its variant $2) ÷ HAProxy within each round, whose runs are minutes apart at
@@ -565,7 +582,7 @@ paired_ratios() {
 
 print_report() {
   local cmd="" var
-  for var in CONNWARDEN_BIN DEMO_APP_BIN CONNS DURATION ROUNDS MODES WARMUP; do
+  for var in CONNWARDEN_BIN DEMO_APP_BIN FLOOR_BIN CONNS DURATION ROUNDS MODES WARMUP; do
     cmd+="$var=$(printf '%q' "${!var}") "
   done
   cmd+=$(printf '%q' "$0")
@@ -599,7 +616,11 @@ print_report() {
     "over rounds; new upstream conns: upstream connections opened during measured runs, summed" \
     "(connwarden's from its connwarden_upstream_connects_total; the others' from new ports to the" \
     "upstream, a lower bound; 0 = the pool held, thousands = no upstream keep-alive); cw/this:" \
-    "connwarden's median ÷ this proxy's median."
+    "connwarden's median ÷ this proxy's median. floor: connwarden-floor-relay, which relays bytes" \
+    "between each client connection and an upstream connection of its own (one new upstream" \
+    "connection per client connection, by design) and does nothing else: no parsing, no routing," \
+    "no timers; plain HTTP only. Its CPU per request is what the kernel charges any proxy here" \
+    "for two receives and two sends on loopback TCP; a proxy's own work is what it spends above it."
 }
 
 # --- Main ----------------------------------------------------------------------------------------
