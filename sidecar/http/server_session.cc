@@ -317,8 +317,11 @@ void ServerSession::dispatchRequests() {
       armTimer();
     }
   }
-  if (!codec_->streamActive() && downstream_end_stream_) {
-    // The client finished sending and nothing is in flight: a clean end.
+  if (downstream_end_stream_ && (!codec_->streamActive() || !codec_->requestComplete())) {
+    // The client finished sending. With nothing in flight, a clean end. In the middle of a
+    // request (its head or its body), the request can never complete: the client gave up, and
+    // the exchange is abandoned now rather than at a timeout. (A client that half-closes after
+    // a whole request still gets its response.)
     connection_->close(network::Connection::CloseType::kFlushWrite,
                        network::CloseReason::kPeerClosed);
     return;

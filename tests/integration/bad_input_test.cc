@@ -79,6 +79,44 @@ TEST_F(BadInputTest, MalformedRequestsAreRejectedAndClosed) {
   EXPECT_TRUE(waitFor([&] { return server_.connectionCount() == 1; }));
 }
 
+// A client that shuts down its side in the middle of a request has given up on it: the
+// connection closes at once (not at the 10 s header timeout or the 300 s request timeout), and
+// the application's half of the exchange with it. Found by tests/fuzz/proxy_fuzz.cc.
+TEST_F(BadInputTest, ClientEndingInTheMiddleOfARequestIsClosedAtOnce) {
+  const std::vector<std::pair<const char*, std::string>> cases = {
+      {"in the request line", "GET /slo"},
+      {"in the head", "GET / HTTP/1.1\r\nHost: a\r\nX-Half: "},
+      {"in a Content-Length body", "POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n"
+                                   "only ten b"},
+      {"in a chunked body",
+       "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"},
+      {"in a second, pipelined request",
+       getRequest("/") + "GET / HTTP/1.1\r\nHost: a\r\n"},
+  };
+  for (const auto& [name, bytes] : cases) {
+    SCOPED_TRACE(name);
+    TestClient client(server_.port());
+    ASSERT_TRUE(client.send(bytes));
+    client.shutdownWrite();
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_TRUE(client.waitForClose(std::chrono::seconds(5)));
+    EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  }
+  EXPECT_TRUE(waitFor([&] { return server_.connectionCount() == 0; }));
+}
+
+// After a whole request, a half-closed client still gets its response (HTTP allows it).
+TEST_F(BadInputTest, ClientHalfClosedAfterAWholeRequestGetsItsResponse) {
+  TestClient client(server_.port());
+  ASSERT_TRUE(client.send("POST /echo HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"));
+  client.shutdownWrite();
+  auto response = client.readResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->body, "hello");
+  EXPECT_TRUE(client.waitForClose());
+}
+
 TEST_F(BadInputTest, SmuggledRequestNeverReachesTheApplication) {
   TempDir dir;
   DemoApp app(dir.file("access.log"));
