@@ -1444,6 +1444,22 @@ bool Http1ClientCodec::responseComplete() const {
 
 bool Http1ClientCodec::responseStarted() const { return impl_->response_started; }
 
+bool Http1ClientCodec::responseHeadComplete() const {
+  switch (impl_->phase) {
+    case Impl::Phase::kIdentityBody:
+    case Impl::Phase::kChunkedBody:
+    case Impl::Phase::kCloseDelimited:
+    case Impl::Phase::kComplete:
+    case Impl::Phase::kUpgraded:
+      return true;
+    case Impl::Phase::kIdle:
+    case Impl::Phase::kHead:
+    case Impl::Phase::kAbandoned:
+      return false;
+  }
+  return false;
+}
+
 void Http1ClientCodec::reset() {
   impl_->decoder = nullptr;
   impl_->phase = Impl::Phase::kAbandoned;

@@ -89,6 +89,8 @@ class Http1ClientCodec {
   bool reusable() const;
   bool responseComplete() const;
   bool responseStarted() const;  // any byte of a response arrived
+  // The final response's header section has arrived (its body may still be coming).
+  bool responseHeadComplete() const;
   // Forgets the decoder (the stream went away); the connection is no longer reusable.
   void reset();
 

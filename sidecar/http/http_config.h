@@ -16,6 +16,8 @@ struct ClusterConfig {
   std::vector<network::Address> addresses;
   std::chrono::milliseconds connect_timeout{5'000};
   std::chrono::milliseconds response_timeout{60'000};
+  // Once the response head is in: the longest silence between two reads of its body (0 = none).
+  std::chrono::milliseconds response_idle_timeout{300'000};
   uint32_t max_idle_connections = 128;
   std::chrono::milliseconds idle_timeout{60'000};
 };

@@ -12,6 +12,7 @@ std::string_view upstreamFailureName(UpstreamFailure failure) {
     case UpstreamFailure::kClosedMidResponse: return "closed_mid_response";
     case UpstreamFailure::kProtocolError: return "protocol_error";
     case UpstreamFailure::kResponseTimeout: return "response_timeout";
+    case UpstreamFailure::kResponseIdle: return "response_idle_timeout";
   }
   return "unknown";
 }
@@ -36,12 +37,34 @@ void UpstreamClient::onTimer() {
     fail(UpstreamFailure::kConnectTimeout);
   } else if (awaiting_response_) {
     fail(UpstreamFailure::kResponseTimeout);
+  } else if (callbacks_ != nullptr && !tunnel_ && codec_.responseHeadComplete() &&
+             !codec_.responseComplete()) {
+    fail(UpstreamFailure::kResponseIdle);
   }
+}
+
+void UpstreamClient::updateResponseTimer() {
+  if (callbacks_ == nullptr || closed_ || tunnel_ || !connected_) return;
+  if (!codec_.responseHeadComplete()) return;  // the head's timeout, if any, keeps running
+  awaiting_response_ = false;
+  const auto timeout = pool_.config_.response_idle_timeout;
+  if (timeout.count() > 0 && !reads_paused_ && !codec_.responseComplete()) {
+    timer_->enable(timeout);
+  } else {
+    timer_->disable();
+  }
+}
+
+void UpstreamClient::readDisable(bool disable) {
+  connection_->readDisable(disable);
+  reads_paused_ = disable;
+  updateResponseTimer();
 }
 
 void UpstreamClient::startResponseTimeout() {
   const auto timeout = pool_.config_.response_timeout;
-  if (timeout.count() <= 0 || codec_.responseStarted()) return;
+  // A response whose head came early (before the request's end) is timed as a body from then.
+  if (timeout.count() <= 0 || codec_.responseHeadComplete()) return;
   awaiting_response_ = true;
   // While still connecting, the connect timeout runs; the response timeout starts on connect.
   if (connected_) timer_->enable(timeout);
@@ -65,7 +88,11 @@ void UpstreamClient::encodeData(network::Buffer& data, bool end_stream) {
   connection_->write(scratch_);
 }
 
-void UpstreamClient::setTunnel() { tunnel_ = true; }
+void UpstreamClient::setTunnel() {
+  tunnel_ = true;
+  awaiting_response_ = false;
+  timer_->disable();  // the session's tunnel idle timeout governs from here
+}
 
 void UpstreamClient::sendTunnelData(network::Buffer& data, bool end_stream) {
   connection_->write(data, end_stream);
@@ -82,10 +109,7 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
     callbacks_->onUpstreamTunnelData(data, end_stream);
     return;
   }
-  if (awaiting_response_ && data.length() > 0) {
-    awaiting_response_ = false;
-    timer_->disable();
-  }
+  const bool got_bytes = !data.empty();
   bool parsed;
   {
     // Parser state outlives the exchange: it is the pool's. The stream's callbacks switch back
@@ -108,8 +132,10 @@ void UpstreamClient::onData(network::Buffer& data, bool end_stream) {
     const bool started = codec_.responseStarted();
     if (!codec_.onConnectionClosed()) {
       fail(started ? UpstreamFailure::kClosedMidResponse : UpstreamFailure::kClosedBeforeResponse);
+      return;
     }
   }
+  if (got_bytes) updateResponseTimer();
 }
 
 void UpstreamClient::onEvent(network::ConnectionEvent event) {
@@ -214,6 +240,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   client->connection_->setMemoryAccount(account_);
   client->callbacks_ = nullptr;
   client->awaiting_response_ = false;
+  client->reads_paused_ = false;
   if (client->closed_ || client->tunnel_ || !client->codec_.reusable() ||
       idle_count_ >= config_.max_idle_connections || !client->connection_->readBuffer().empty() ||
       client->connection_->unsentBytes() > 0 || !client->scratch_.empty()) {

@@ -28,6 +28,7 @@ enum class UpstreamFailure {
   kClosedMidResponse,
   kProtocolError,      // the application sent something that is not HTTP/1.1
   kResponseTimeout,    // no response head within the cluster's response_timeout
+  kResponseIdle,       // the response body stalled for the cluster's response_idle_timeout
 };
 std::string_view upstreamFailureName(UpstreamFailure failure);
 
@@ -61,8 +62,9 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   void sendTunnelData(network::Buffer& data, bool end_stream);
   void setTunnel();
 
-  // Reading the application's response pauses while the client's side is slow.
-  void readDisable(bool disable) { connection_->readDisable(disable); }
+  // Reading the application's response pauses while the client's side is slow (and so does
+  // the response idle timeout: the silence is ours).
+  void readDisable(bool disable);
   bool reused() const { return requests_ > 1; }
   bool connected() const { return connected_; }
   network::Connection& connection() { return *connection_; }
@@ -83,6 +85,9 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   void onBelowWriteBufferLowWatermark() override;
   void fail(UpstreamFailure failure);
   void onTimer();
+  // After bytes of the response: the head's timeout ends with the head; then, while the body
+  // comes and we read it, the idle timeout runs from the latest bytes.
+  void updateResponseTimer();
 
   UpstreamPool& pool_;
   network::ConnectionPtr connection_;
@@ -98,7 +103,8 @@ class UpstreamClient : public event::DeferredDeletable, private network::Connect
   uint64_t requests_ = 0;
   bool connected_ = false;
   bool idle_ = false;
-  bool awaiting_response_ = false;
+  bool awaiting_response_ = false;  // the response_timeout runs (until the response head)
+  bool reads_paused_ = false;
   bool tunnel_ = false;
   bool closed_ = false;
 };

@@ -424,6 +424,8 @@ absl::Status convertCluster(const pb::Cluster& in, const std::string& path,
                        path + ".response_timeout", &out->response_timeout),
            setDuration(in.has_idle_timeout(), in.idle_timeout(), false, path + ".idle_timeout",
                        &out->idle_timeout),
+           setDuration(in.has_response_idle_timeout(), in.response_idle_timeout(), false,
+                       path + ".response_idle_timeout", &out->response_idle_timeout),
        }) {
     if (!s.ok()) return s;
   }

@@ -4,7 +4,9 @@
 // /bytes download or /echo upload costs a few hundred KiB of memory.
 //
 // Endpoints: /  /bytes?n=N[&chunked=1]  /slow?ms=M  /echo  /headers  /status?code=C  /close
-//            /abort?after=K  /ws (WebSocket echo); anything else is 404.
+//            /abort?after=K  /stall?at=head|body  /ws (WebSocket echo); anything else is 404.
+//            /stall sends part of a response head, or a head and 10 of 1000 body bytes, and then
+//            nothing until the peer leaves.
 //
 // One request is handled at a time per connection. The parser pauses at the end of every request
 // and resumes only once that request's response is complete, so pipelined requests wait, unparsed,
@@ -297,6 +299,7 @@ class Connection {
   bool head_request_ = false;
   bool echo_ = false;
   bool slow_pending_ = false;
+  bool stalled_ = false;  // /stall: the response will never go on
   bool websocket_accepted_ = false;
   Framing framing_ = Framing::kNone;
   uint64_t pattern_left_ = 0;  // /bytes and /abort
@@ -498,7 +501,7 @@ void Connection::onEvent(bufferevent*, short what, void* arg) {
   }
   // A peer that leaves during /slow or mid-WebSocket is gone for good: nobody waits for the rest.
   // Otherwise (a half-close after sending requests) the requests already received are answered.
-  if (self->slow_pending_ || self->websocket_) {
+  if (self->slow_pending_ || self->stalled_ || self->websocket_) {
     self->close();
     return;
   }
@@ -792,6 +795,18 @@ void Connection::handleRequest() {
     constexpr uint64_t kPromised = 1000000;
     writeHead(200, "application/octet-stream", Framing::kLength, kPromised);
     startPatternBody(std::min<uint64_t>(*after, kPromised - 1), /*close_after=*/true);
+  } else if (path == "/stall") {
+    const std::string_view at = queryParam(query, "at").value_or("");
+    if (at == "head") {
+      static constexpr std::string_view kPartialHead = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n";
+      evbuffer_add(output(), kPartialHead.data(), kPartialHead.size());
+    } else if (at == "body") {
+      writeHead(200, "application/octet-stream", Framing::kLength, 1000);
+      appendPattern(output(), 0, 10);
+    } else {
+      return respond(400, "/stall needs ?at=head or ?at=body\n");
+    }
+    stalled_ = true;
   } else if (path == "/ws") {
     acceptWebSocket();
   } else {

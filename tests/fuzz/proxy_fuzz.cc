@@ -166,6 +166,7 @@ struct Harness {
     // Short enough that an input waiting on one stays cheap.
     config.clusters[0].response_timeout = milliseconds(100);
     config.clusters[0].connect_timeout = milliseconds(500);
+    config.clusters[0].response_idle_timeout = milliseconds(100);
     server = std::make_unique<testing::TestServer>(config);
   }
   ScriptedApp app;

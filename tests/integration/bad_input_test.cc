@@ -2,6 +2,8 @@
 // nothing else — the connection that misbehaved closes, every other one carries on.
 #include <gtest/gtest.h>
 
+#include <thread>
+
 #include "tests/support/test_util.h"
 
 namespace connwarden::testing {
@@ -225,6 +227,64 @@ TEST(UpstreamFailureTest, UpstreamClosingMidResponseResetsTheClient) {
   auto response = client.readResponse();
   EXPECT_FALSE(response.has_value());
   EXPECT_TRUE(waitFor([&] { return server.connectionCount() == 0; }));
+}
+
+// The response timeout runs until the whole response head is in, not only its first bytes: an
+// application that stalls inside its head gets the client a 504 (it used to hold the client
+// with no timeout at all). Found by tests/fuzz/proxy_fuzz.cc.
+TEST(UpstreamFailureTest, HeadStalledMidwayGets504) {
+  DemoApp app;
+  server::ServerConfig config = TestServer::simpleConfig(app.address());
+  config.clusters[0].response_timeout = std::chrono::milliseconds(200);
+  TestServer server(config);
+  TestClient client(server.port());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client.send(getRequest("/stall?at=head")));
+  auto response = client.readResponse();
+  ASSERT_TRUE(response.has_value());
+  EXPECT_EQ(response->status, 504);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+}
+
+// Once the head is in, a body that stalls for response_idle_timeout is cut off: the client sees
+// its connection end before the Content-Length it was promised.
+TEST(UpstreamFailureTest, BodyStalledForTheIdleTimeoutIsCutOff) {
+  DemoApp app;
+  server::ServerConfig config = TestServer::simpleConfig(app.address());
+  config.clusters[0].response_idle_timeout = std::chrono::milliseconds(200);
+  TestServer server(config);
+  TestClient client(server.port());
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_TRUE(client.send(getRequest("/stall?at=body")));
+  EXPECT_FALSE(client.readResponse().has_value());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(2));
+  EXPECT_TRUE(waitFor([&] { return server.connectionCount() == 0; }));
+}
+
+// The idle timeout counts the application's silence only: while a client that stopped reading
+// holds the proxy's reading back (at the watermarks), the application is not silent. A 4 MiB
+// body with a 100 ms idle timeout, to a client that pauses 400 ms after its first bytes.
+TEST(UpstreamFailureTest, SlowClientIsNotTheApplicationsSilence) {
+  DemoApp app;
+  server::ServerConfig config = TestServer::simpleConfig(app.address());
+  config.clusters[0].response_idle_timeout = std::chrono::milliseconds(100);
+  TestServer server(config);
+  TestClient client(server.port(), false, "", 16384);
+  constexpr size_t kSize = 4 << 20;
+  ASSERT_TRUE(client.send(getRequest("/bytes?n=" + std::to_string(kSize))));
+  std::string first = client.readSome(65536);
+  const size_t head_end = first.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << first;
+  const size_t expected = head_end + 4 + kSize;
+  size_t received = first.size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (received < expected && std::chrono::steady_clock::now() < deadline) {
+    const std::string piece = client.readSome(65536);
+    if (piece.empty()) break;
+    received += piece.size();
+  }
+  EXPECT_EQ(received, expected);  // the whole body arrived
 }
 
 TEST(UpstreamFailureTest, UpstreamDownThenUpRecovers) {
