@@ -9,7 +9,21 @@ namespace connwarden::http {
 ProxyStream::ProxyStream(ServerSession& session, ResponseEncoder& encoder)
     : session_(session), encoder_(encoder) {}
 
-ProxyStream::~ProxyStream() { releaseUpstream(); }
+ProxyStream::~ProxyStream() {
+  stopWaiting();
+  releaseUpstream();
+}
+
+void ProxyStream::stopWaiting() {
+  if (queued_) {
+    pool_->cancelWait(*this);
+    queued_ = false;
+  }
+  if (paused_while_queued_) {
+    paused_while_queued_ = false;
+    session_.readDisableDownstream(false);
+  }
+}
 
 void ProxyStream::releaseUpstream() {
   if (upstream_ == nullptr) return;
@@ -44,12 +58,44 @@ void ProxyStream::decodeHeaders(std::unique_ptr<RequestHead> request, bool end_s
 }
 
 void ProxyStream::sendToUpstream() {
-  upstream_ = pool_->acquire(*this, session_.connection().memoryAccount());
+  UpstreamClient* client = nullptr;
+  switch (pool_->acquire(*this, session_.connection().memoryAccount(), &client)) {
+    case UpstreamPool::Acquired::kConnection:
+      onUpstreamReady(client);
+      return;
+    case UpstreamPool::Acquired::kQueued:
+      queued_ = true;
+      return;
+    case UpstreamPool::Acquired::kQueueFull:
+      onUpstreamFailure(UpstreamFailure::kQueueFull);
+      return;
+  }
+}
+
+void ProxyStream::onUpstreamReady(UpstreamClient* client) {
+  queued_ = false;
+  upstream_ = client;
   upstream_->encodeHeaders(*head_);
+  if (!queued_body_.empty() || queued_end_) {
+    body_started_ = body_started_ || !queued_body_.empty();
+    upstream_->encodeData(queued_body_, queued_end_);
+    queued_end_ = false;
+  }
+  stopWaiting();
   if (request_complete_) upstream_->startResponseTimeout();
 }
 
 void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
+  if (queued_) {
+    queued_body_.move(data);
+    if (end_stream) request_complete_ = queued_end_ = true;
+    if (!paused_while_queued_ &&
+        queued_body_.length() > session_.listener().buffer_high_watermark) {
+      paused_while_queued_ = true;
+      session_.readDisableDownstream(true);
+    }
+    return;
+  }
   if (response_complete_ || upstream_ == nullptr) {
     // Answered locally (or the upstream failed): the rest of the body goes nowhere.
     data.drain(data.length());
@@ -89,6 +135,9 @@ void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
 void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
   event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   const bool reused = upstream_ != nullptr && upstream_->reused();
+  queued_ = false;  // a queue failure: the pool has taken it out already
+  stopWaiting();
+  queued_body_.drain(queued_body_.length());
   releaseUpstream();
   // An idle keep-alive connection may have been closed by the application just as we sent on
   // it. Without a body sent, the request can go again on a new connection, once.
@@ -104,8 +153,13 @@ void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
     session_.resetAfterResponseStarted(network::CloseReason::kUpstreamError);
     return;
   }
-  const bool timeout = failure == UpstreamFailure::kConnectTimeout ||
-                       failure == UpstreamFailure::kResponseTimeout;
+  if (failure == UpstreamFailure::kQueueFull || failure == UpstreamFailure::kQueueTimeout) {
+    localReply(503, absl::StrCat("upstream busy: every connection the cluster allows is in use (",
+                                 std::string(upstreamFailureName(failure)), ")\n"));
+    return;
+  }
+  const bool timeout =
+      failure == UpstreamFailure::kConnectTimeout || failure == UpstreamFailure::kResponseTimeout;
   localReply(timeout ? 504 : 502,
              absl::StrCat(timeout ? "upstream timeout: " : "upstream unavailable: ",
                           std::string(upstreamFailureName(failure)), "\n"));
@@ -149,6 +203,7 @@ void ProxyStream::releaseUpstreamBuffers() {
 }
 
 void ProxyStream::cancel() {
+  stopWaiting();
   if (downstream_paused_by_upstream_) {
     downstream_paused_by_upstream_ = false;
     session_.readDisableDownstream(false);

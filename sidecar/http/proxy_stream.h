@@ -2,7 +2,10 @@
 // pool, forwards the request (head with hop-by-hop fields removed and X-Forwarded-* added, then
 // the body, streamed) and relays the response back. Answers locally when it must: no route
 // (404 or the listener's status), upstream refused or broke before responding (502), upstream
-// too slow (504). Owned by its ServerSession; worker thread only.
+// too slow (504), no upstream connection free in time under the cluster's max_connections (503).
+// While such a request waits its turn, its body is held here up to the listener's high
+// watermark, and reading the client pauses beyond it. Owned by its ServerSession; worker thread
+// only.
 #pragma once
 
 #include <memory>
@@ -49,8 +52,11 @@ class ProxyStream : public RequestDecoder,
   void onUpstreamTunnelData(network::Buffer& data, bool end_stream) override;
   void onUpstreamAboveWriteHighWatermark() override;
   void onUpstreamBelowWriteLowWatermark() override;
+  void onUpstreamReady(UpstreamClient* client) override;
 
   void sendToUpstream();
+  // Leaves the pool's queue, and lets the client be read again if the wait had paused it.
+  void stopWaiting();
   void localReply(int status, std::string_view body);
   void releaseUpstream();
 
@@ -61,6 +67,10 @@ class ProxyStream : public RequestDecoder,
   int response_status_ = 0;
   UpstreamPool* pool_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
+  network::Buffer queued_body_;  // body bytes that came while waiting for a connection
+  bool queued_ = false;          // in the pool's queue
+  bool queued_end_ = false;      // ... and the request's end came too
+  bool paused_while_queued_ = false;
   bool request_complete_ = false;
   bool body_started_ = false;  // body bytes went upstream: no retry possible
   bool response_started_ = false;

@@ -168,7 +168,6 @@ class ServerSession : public event::DeferredDeletable,
   bool downstream_end_stream_ = false;
   bool upstream_end_stream_ = false;
   bool pipeline_read_disabled_ = false;
-  bool downstream_write_blocked_ = false;
   bool closed_ = false;
 };
 

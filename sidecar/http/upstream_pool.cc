@@ -1,5 +1,7 @@
 #include "sidecar/http/upstream_pool.h"
 
+#include <algorithm>
+
 #include "sidecar/event/log.h"
 
 namespace connwarden::http {
@@ -13,6 +15,8 @@ std::string_view upstreamFailureName(UpstreamFailure failure) {
     case UpstreamFailure::kProtocolError: return "protocol_error";
     case UpstreamFailure::kResponseTimeout: return "response_timeout";
     case UpstreamFailure::kResponseIdle: return "response_idle_timeout";
+    case UpstreamFailure::kQueueFull: return "queue_full";
+    case UpstreamFailure::kQueueTimeout: return "queue_timeout";
   }
   return "unknown";
 }
@@ -197,11 +201,24 @@ void UpstreamClient::fail(UpstreamFailure failure) {
 
 // --- UpstreamPool -------------------------------------------------------------------------------
 
-UpstreamPool::UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& config)
-    : dispatcher_(dispatcher), config_(config), account_(event::MemoryAccount::create()) {}
+UpstreamPool::UpstreamPool(event::Dispatcher& dispatcher, const ClusterConfig& config,
+                           uint32_t worker, uint32_t workers)
+    : dispatcher_(dispatcher),
+      config_(config),
+      account_(event::MemoryAccount::create()),
+      max_connections_(shareOf(config.max_connections, worker, workers)),
+      max_queued_(shareOf(config.max_queued_requests, worker, workers)) {
+  if (config_.max_connections != 0) {
+    event::MemoryAccount::Scope scope(account_);
+    queue_timer_ = dispatcher_.createTimer([this] { onQueueTimer(); });
+    serve_timer_ = dispatcher_.createTimer([this] { serveQueue(); });
+  }
+}
 
 UpstreamPool::~UpstreamPool() {
-  // Streams release their connections before the pool goes; what is left is idle.
+  // Streams release their connections and leave the queue before the pool goes; what is left
+  // is idle.
+  CW_ASSERT(queue_head_ == nullptr);
   while (idle_head_ != nullptr) {
     UpstreamClient* client = idle_head_;
     unlinkIdle(client);
@@ -210,9 +227,26 @@ UpstreamPool::~UpstreamPool() {
   account_->retire();
 }
 
-UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks,
-                                      event::MemoryAccount* account) {
+UpstreamPool::Acquired UpstreamPool::acquire(UpstreamCallbacks& callbacks,
+                                             event::MemoryAccount* account,
+                                             UpstreamClient** client) {
   CW_ASSERT(dispatcher_.isThreadSafe());
+  CW_ASSERT(!callbacks.queued_);
+  *client = nullptr;
+  // First come, first served: while anyone waits, newcomers wait behind them.
+  if (queue_head_ == nullptr && (idle_head_ != nullptr || !atLimit())) {
+    *client = take(callbacks, account);
+    return Acquired::kConnection;
+  }
+  if (queued_ >= max_queued_) {
+    ++queue_full_;
+    return Acquired::kQueueFull;
+  }
+  enqueue(callbacks, account);
+  return Acquired::kQueued;
+}
+
+UpstreamClient* UpstreamPool::take(UpstreamCallbacks& callbacks, event::MemoryAccount* account) {
   ++active_;
   UpstreamClient* client;
   if (idle_head_ != nullptr) {
@@ -232,6 +266,78 @@ UpstreamClient* UpstreamPool::acquire(UpstreamCallbacks& callbacks,
   client->callbacks_ = &callbacks;
   client->connection_->setMemoryAccount(account);
   return client;
+}
+
+void UpstreamPool::enqueue(UpstreamCallbacks& callbacks, event::MemoryAccount* account) {
+  callbacks.queued_ = true;
+  callbacks.queued_account_ = account;
+  callbacks.queued_at_ = dispatcher_.now();
+  callbacks.queue_next_ = nullptr;
+  callbacks.queue_prev_ = queue_tail_;
+  if (queue_tail_ != nullptr) {
+    queue_tail_->queue_next_ = &callbacks;
+  } else {
+    queue_head_ = &callbacks;
+  }
+  queue_tail_ = &callbacks;
+  ++queued_;
+  if (queue_head_ == &callbacks) armQueueTimer();
+}
+
+void UpstreamPool::unlinkQueued(UpstreamCallbacks& callbacks) {
+  CW_ASSERT(callbacks.queued_);
+  if (callbacks.queue_prev_ != nullptr) {
+    callbacks.queue_prev_->queue_next_ = callbacks.queue_next_;
+  } else {
+    queue_head_ = callbacks.queue_next_;
+  }
+  if (callbacks.queue_next_ != nullptr) {
+    callbacks.queue_next_->queue_prev_ = callbacks.queue_prev_;
+  } else {
+    queue_tail_ = callbacks.queue_prev_;
+  }
+  callbacks.queue_prev_ = callbacks.queue_next_ = nullptr;
+  callbacks.queued_account_ = nullptr;
+  callbacks.queued_ = false;
+  --queued_;
+}
+
+void UpstreamPool::cancelWait(UpstreamCallbacks& callbacks) {
+  if (!callbacks.queued_) return;
+  const bool was_head = queue_head_ == &callbacks;
+  unlinkQueued(callbacks);
+  if (was_head) armQueueTimer();
+}
+
+void UpstreamPool::serveQueue() {
+  while (queue_head_ != nullptr && (idle_head_ != nullptr || !atLimit())) {
+    UpstreamCallbacks& next = *queue_head_;
+    event::MemoryAccount* account = next.queued_account_;
+    unlinkQueued(next);
+    next.onUpstreamReady(take(next, account));
+  }
+  armQueueTimer();
+}
+
+void UpstreamPool::onQueueTimer() {
+  const event::MonotonicTime now = dispatcher_.now();
+  while (queue_head_ != nullptr && queue_head_->queued_at_ + config_.queue_timeout <= now) {
+    UpstreamCallbacks& expired = *queue_head_;
+    unlinkQueued(expired);
+    ++queue_timeouts_;
+    expired.onUpstreamFailure(UpstreamFailure::kQueueTimeout);
+  }
+  armQueueTimer();
+}
+
+void UpstreamPool::armQueueTimer() {
+  if (queue_head_ == nullptr) {
+    queue_timer_->disable();
+    return;
+  }
+  const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(
+      dispatcher_.now() - queue_head_->queued_at_);
+  queue_timer_->enable(std::max(config_.queue_timeout - waited, std::chrono::milliseconds(0)));
 }
 
 void UpstreamPool::release(UpstreamClient* client) {
@@ -255,6 +361,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   if (config_.idle_timeout.count() > 0) {
     client->timer_->enable(config_.idle_timeout);
   }
+  if (queue_head_ != nullptr) serve_timer_->enable(std::chrono::milliseconds(0));
 }
 
 void UpstreamPool::pushIdle(UpstreamClient* client) {
@@ -286,6 +393,8 @@ void UpstreamPool::destroy(UpstreamClient* client) {
   client->timer_->disable();
   client->callbacks_ = nullptr;
   dispatcher_.deferredDelete(std::unique_ptr<event::DeferredDeletable>(client));
+  // A slot is free: the queue's turn (from the loop, not inside whoever gave it back).
+  if (queue_head_ != nullptr) serve_timer_->enable(std::chrono::milliseconds(0));
 }
 
 }  // namespace connwarden::http

@@ -426,11 +426,15 @@ absl::Status convertCluster(const pb::Cluster& in, const std::string& path,
                        &out->idle_timeout),
            setDuration(in.has_response_idle_timeout(), in.response_idle_timeout(), false,
                        path + ".response_idle_timeout", &out->response_idle_timeout),
+           setDuration(in.has_queue_timeout(), in.queue_timeout(), true, path + ".queue_timeout",
+                       &out->queue_timeout),
        }) {
     if (!s.ok()) return s;
   }
   // proto3 cannot tell 0 from unset: 0 means the documented default.
   if (in.max_idle_connections() != 0) out->max_idle_connections = in.max_idle_connections();
+  out->max_connections = in.max_connections();
+  if (in.has_max_queued_requests()) out->max_queued_requests = in.max_queued_requests();
   return absl::OkStatus();
 }
 
@@ -549,6 +553,19 @@ absl::StatusOr<ServerConfig> parseConfig(std::string_view yaml, std::string_view
       google::protobuf::util::JsonStringToMessage(json, &proto);
   if (!parsed.ok()) return schemaError(parsed.message().ToString(), source);
   return convert(proto);
+}
+
+absl::Status checkForWorkers(const ServerConfig& config, uint32_t workers) {
+  for (size_t i = 0; i < config.clusters.size(); ++i) {
+    const uint32_t max = config.clusters[i].max_connections;
+    if (max != 0 && max < workers) {
+      return fieldError(absl::StrCat("clusters[", i, "].max_connections"),
+                        absl::StrCat(max, " is fewer than the ", workers,
+                                     " workers (--concurrency), and each worker needs one at "
+                                     "least: raise it or lower --concurrency"));
+    }
+  }
+  return absl::OkStatus();
 }
 
 ServerConfig defaultConfig() {

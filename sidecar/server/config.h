@@ -37,6 +37,10 @@ absl::StatusOr<ServerConfig> parseConfig(std::string_view yaml, std::string_view
 // With no file: listen on 0.0.0.0:8080, forward everything to 127.0.0.1:8081.
 ServerConfig defaultConfig();
 
+// What the config asks that depends on the number of workers: every cluster's max_connections
+// must give each worker one at least.
+absl::Status checkForWorkers(const ServerConfig& config, uint32_t workers);
+
 // A RoutePolicy message (from the file or the admin API) checked and converted; errors start
 // with `path` (e.g. "routes[2].policy").
 absl::Status convertRoutePolicy(const config::v1::RoutePolicy& in, const std::string& path,

@@ -82,12 +82,17 @@ int run() {
     std::cerr << "connwarden: config error: " << config.status().message() << "\n";
     return kExitConfigError;
   }
+  uint32_t concurrency = absl::GetFlag(FLAGS_concurrency);
+  if (concurrency == 0) concurrency = std::max(1u, std::thread::hardware_concurrency());
+  if (absl::Status s = server::checkForWorkers(*config, concurrency); !s.ok()) {
+    std::cerr << "connwarden: config error: " << (path.empty() ? "" : path + ": ") << s.message()
+              << "\n";
+    return kExitConfigError;
+  }
   if (absl::GetFlag(FLAGS_validate)) {
     std::cout << (path.empty() ? "default config" : path) << ": ok\n";
     return 0;
   }
-  uint32_t concurrency = absl::GetFlag(FLAGS_concurrency);
-  if (concurrency == 0) concurrency = std::max(1u, std::thread::hardware_concurrency());
 
   // Signals are taken by sigwait() below, so block them before any thread starts.
   sigset_t signals;

@@ -74,12 +74,17 @@ absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& confi
     server->listeners_.push_back(std::move(shared));
   }
 
+  if (absl::Status s = checkForWorkers(config, concurrency); !s.ok()) {
+    close_all();
+    return s;
+  }
   std::vector<network::ListenerShared*> shared_ptrs;
   for (auto& shared : server->listeners_) shared_ptrs.push_back(shared.get());
   std::vector<conn::ConnectionControl::WorkerHandle> handles;
   for (uint32_t w = 0; w < concurrency; ++w) {
-    auto worker = std::make_unique<Worker>(w, shared_ptrs, std::move(fds[w]), *server->router_,
-                                           config.clusters, server->control_->policyTable());
+    auto worker =
+        std::make_unique<Worker>(w, concurrency, shared_ptrs, std::move(fds[w]), *server->router_,
+                                 config.clusters, server->control_->policyTable());
     worker->connections().setEventSink(server->control_.get());
     handles.push_back({&worker->dispatcher(), &worker->connections()});
     server->workers_.push_back(std::move(worker));

@@ -6,7 +6,7 @@
 
 namespace connwarden::server {
 
-Worker::Worker(uint32_t index, std::vector<network::ListenerShared*> listeners,
+Worker::Worker(uint32_t index, uint32_t workers, std::vector<network::ListenerShared*> listeners,
                std::vector<int> listen_fds, const http::Router& router,
                const std::vector<http::ClusterConfig>& clusters, conn::PolicyTablePtr policies)
     : index_(index),
@@ -14,10 +14,10 @@ Worker::Worker(uint32_t index, std::vector<network::ListenerShared*> listeners,
       request_stats_(router.routes().size()),
       http_context_{dispatcher_, router, pools_, &request_stats_} {
   for (const http::ClusterConfig& cluster : clusters) {
-    pools_.push_back(std::make_unique<http::UpstreamPool>(dispatcher_, cluster));
+    pools_.push_back(std::make_unique<http::UpstreamPool>(dispatcher_, cluster, index, workers));
   }
   connections_ = std::make_unique<conn::ConnectionManager>(dispatcher_, index, http_context_,
-                                                          std::move(policies));
+                                                           std::move(policies));
   for (size_t i = 0; i < listeners.size(); ++i) {
     bindings_.push_back(std::make_unique<ListenerBinding>(*this, *listeners[i]));
     listeners_.push_back(std::make_unique<network::Listener>(dispatcher_, listen_fds[i],

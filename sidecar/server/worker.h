@@ -20,9 +20,10 @@ class Worker {
  public:
   // `listeners` and `router` outlive the worker. `listen_fds[i]` is this worker's socket for
   // `listeners[i]` (owned from here on).
-  Worker(uint32_t index, std::vector<network::ListenerShared*> listeners, std::vector<int> listen_fds,
-         const http::Router& router, const std::vector<http::ClusterConfig>& clusters,
-         conn::PolicyTablePtr policies);
+  // Worker `index` of `workers` (for its shares of the clusters' connection limits).
+  Worker(uint32_t index, uint32_t workers, std::vector<network::ListenerShared*> listeners,
+         std::vector<int> listen_fds, const http::Router& router,
+         const std::vector<http::ClusterConfig>& clusters, conn::PolicyTablePtr policies);
   ~Worker();
 
   void start();

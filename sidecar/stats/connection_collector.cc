@@ -33,7 +33,8 @@ struct ConnectionSample {
 
 struct PoolSample {
   std::string cluster;
-  uint64_t active, idle, connect_failures, connects_started;
+  uint64_t active = 0, idle = 0, connect_failures = 0, connects_started = 0;
+  uint64_t queued = 0, queue_full = 0, queue_timeouts = 0;
 };
 
 // (state, listener index, route index or kNoRoute) -> connections.
@@ -114,7 +115,8 @@ WorkerSample sampleWorker(const WorkerSource& source, size_t limit) {
   out.io_uring = source.dispatcher->ioBatch().uring();
   for (const auto& pool : *source.pools) {
     out.pools.push_back({pool->config().name, pool->activeCount(), pool->idleCount(),
-                         pool->connectFailures(), pool->connectsStarted()});
+                         pool->connectFailures(), pool->connectsStarted(), pool->queuedCount(),
+                         pool->queueFull(), pool->queueTimeouts()});
   }
   return out;
 }
@@ -378,12 +380,16 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
     std::map<std::string, PoolSample> pools;
     for (const WorkerSample& sample : samples) {
       for (const PoolSample& pool : sample.pools) {
-        PoolSample& to = pools.try_emplace(pool.cluster, PoolSample{pool.cluster, 0, 0, 0, 0})
-                             .first->second;
+        PoolSample& to =
+            pools.try_emplace(pool.cluster, PoolSample{pool.cluster, 0, 0, 0, 0, 0, 0, 0})
+                .first->second;
         to.active += pool.active;
         to.idle += pool.idle;
         to.connect_failures += pool.connect_failures;
         to.connects_started += pool.connects_started;
+        to.queued += pool.queued;
+        to.queue_full += pool.queue_full;
+        to.queue_timeouts += pool.queue_timeouts;
       }
     }
     MetricFamily sizes = family("connwarden_upstream_connections",
@@ -397,6 +403,16 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
     MetricFamily connects = family("connwarden_upstream_connects_total",
                                    "Connects to the application started, by cluster",
                                    MetricType::Counter);
+    MetricFamily queued = family("connwarden_upstream_queued_requests",
+                                 "Requests waiting for a connection to the application (the "
+                                 "cluster's max_connections are in use), by cluster",
+                                 MetricType::Gauge);
+    MetricFamily rejected = family("connwarden_upstream_queue_rejections_total",
+                                   "Requests answered 503 because no connection to the "
+                                   "application was free, by cluster and reason (full: the "
+                                   "queue was at max_queued_requests; timeout: none came "
+                                   "within queue_timeout)",
+                                   MetricType::Counter);
     for (const auto& [cluster, pool] : pools) {
       add(sizes, {{"cluster", cluster}, {"state", "active"}}).gauge.value =
           static_cast<double>(pool.active);
@@ -406,10 +422,17 @@ std::vector<MetricFamily> ConnectionCollector::Collect() const {
           static_cast<double>(pool.connect_failures);
       add(connects, {{"cluster", cluster}}).counter.value =
           static_cast<double>(pool.connects_started);
+      add(queued, {{"cluster", cluster}}).gauge.value = static_cast<double>(pool.queued);
+      add(rejected, {{"cluster", cluster}, {"reason", "full"}}).counter.value =
+          static_cast<double>(pool.queue_full);
+      add(rejected, {{"cluster", cluster}, {"reason", "timeout"}}).counter.value =
+          static_cast<double>(pool.queue_timeouts);
     }
     out.push_back(std::move(sizes));
     out.push_back(std::move(failures));
     out.push_back(std::move(connects));
+    out.push_back(std::move(queued));
+    out.push_back(std::move(rejected));
   }
 
   // --- Process ----------------------------------------------------------------------------------

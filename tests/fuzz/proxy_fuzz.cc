@@ -161,12 +161,15 @@ class ScriptedApp {
 struct Harness {
   Harness() {
     event::setLogLevel(event::LogLevel::kOff);
-    server::ServerConfig config = testing::TestServer::simpleConfig(
-        "127.0.0.1:" + std::to_string(app.port()));
+    server::ServerConfig config =
+        testing::TestServer::simpleConfig("127.0.0.1:" + std::to_string(app.port()));
     // Short enough that an input waiting on one stays cheap.
     config.clusters[0].response_timeout = milliseconds(100);
     config.clusters[0].connect_timeout = milliseconds(500);
     config.clusters[0].response_idle_timeout = milliseconds(100);
+    // The connection limit and its queue are on the path too.
+    config.clusters[0].max_connections = 2;
+    config.clusters[0].queue_timeout = milliseconds(100);
     server = std::make_unique<testing::TestServer>(config);
   }
   ScriptedApp app;

@@ -333,6 +333,39 @@ TEST_F(MetricsTest, UpstreamConnectFailuresAreCounted) {
             2);
 }
 
+// A cluster at max_connections: the request that waits shows as queued, and the one turned away
+// (the queue holds one) is counted by reason.
+TEST_F(MetricsTest, UpstreamQueueIsCounted) {
+  server::ServerConfig config = TestServer::simpleConfig(app_.address());
+  config.clusters[0].max_connections = 1;
+  config.clusters[0].max_queued_requests = 1;
+  TestServer server(config);
+  auto metrics = startMetrics(server);
+  ASSERT_NE(metrics, nullptr);
+  TestClient busy(server.port());
+  ASSERT_TRUE(busy.send(getRequest("/slow?ms=500")));
+  ASSERT_TRUE(waitFor([&] {
+    return scrape(*metrics).value("connwarden_upstream_connections",
+                                  {{"cluster", "app"}, {"state", "active"}}) == 1;
+  }));
+  TestClient waiting(server.port());
+  ASSERT_TRUE(waiting.send(getRequest("/")));
+  ASSERT_TRUE(waitFor([&] {
+    return scrape(*metrics).value("connwarden_upstream_queued_requests", {{"cluster", "app"}}) == 1;
+  }));
+  TestClient turned_away(server.port());
+  ASSERT_TRUE(request(turned_away, "/", 503));
+  const Scrape after = scrape(*metrics);
+  EXPECT_EQ(after.value("connwarden_upstream_queue_rejections_total",
+                        {{"cluster", "app"}, {"reason", "full"}}),
+            1);
+  EXPECT_EQ(after.value("connwarden_upstream_queue_rejections_total",
+                        {{"cluster", "app"}, {"reason", "timeout"}}),
+            0);
+  ASSERT_TRUE(waiting.readResponse().has_value());
+  ASSERT_TRUE(busy.readResponse().has_value());
+}
+
 TEST_F(MetricsTest, HibernationsWakeupsAndDormantTime) {
   http::RoutePolicy sleepy;
   sleepy.idle_timeout = milliseconds(30'000);

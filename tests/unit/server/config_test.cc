@@ -150,6 +150,10 @@ TEST(ConfigTest, RejectsInvalidConfigsNamingTheField) {
        Eq("clusters[0].addresses[1]: required")},
       {withBase("  - {name: b, addresses: [127.0.0.1:1], connect_timeout: 0s}\n"),
        Eq("clusters[1].connect_timeout: must be positive")},
+      {withBase("  - {name: b, addresses: [127.0.0.1:1], queue_timeout: 0s}\n"),
+       Eq("clusters[1].queue_timeout: must be positive")},
+      {withBase("  - {name: b, addresses: [127.0.0.1:1], response_idle_timeout: -1s}\n"),
+       Eq("clusters[1].response_idle_timeout: must not be negative")},
       {withBase("  - {name: b, addresses: [127.0.0.1:1], response_timeout: 0s}\n"),
        Eq("clusters[1].response_timeout: must be positive")},
       {withBase("  - {name: b, addresses: [127.0.0.1:1], response_timeout: -2s}\n"),
@@ -269,6 +273,10 @@ TEST(ConfigTest, FillsDefaultsFromTheSchema) {
   EXPECT_EQ(cluster.response_timeout, std::chrono::seconds(60));
   EXPECT_EQ(cluster.max_idle_connections, 128u);
   EXPECT_EQ(cluster.idle_timeout, std::chrono::seconds(60));
+  EXPECT_EQ(cluster.response_idle_timeout, std::chrono::seconds(300));
+  EXPECT_EQ(cluster.max_connections, 0u);
+  EXPECT_EQ(cluster.max_queued_requests, 1024u);
+  EXPECT_EQ(cluster.queue_timeout, std::chrono::seconds(5));
 
   // No routes and one cluster: everything goes to it.
   ASSERT_EQ(config->routes.size(), 1u);
@@ -312,6 +320,10 @@ clusters:
     response_timeout: 31536000s
     max_idle_connections: 4
     idle_timeout: 0s
+    response_idle_timeout: 0s
+    max_connections: 8
+    max_queued_requests: 0
+    queue_timeout: 0.25s
   - name: web
     addresses: [127.0.0.1:9003]
 routes:
@@ -365,6 +377,10 @@ routes:
   EXPECT_EQ(cluster.response_timeout, std::chrono::hours(24 * 365));
   EXPECT_EQ(cluster.max_idle_connections, 4u);
   EXPECT_EQ(cluster.idle_timeout, std::chrono::milliseconds(0));
+  EXPECT_EQ(cluster.response_idle_timeout, std::chrono::milliseconds(0));
+  EXPECT_EQ(cluster.max_connections, 8u);
+  EXPECT_EQ(cluster.max_queued_requests, 0u);  // explicitly none, not the default
+  EXPECT_EQ(cluster.queue_timeout, std::chrono::milliseconds(250));
 
   ASSERT_EQ(config->routes.size(), 3u);
   struct Expected {
