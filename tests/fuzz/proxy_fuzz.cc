@@ -1,6 +1,6 @@
 // Fuzzes the whole path of one client connection through the real server: listener, connection,
-// ServerSession, the HTTP/1 codecs, ProxyStream, the upstream pool, tunnels, timeouts and the
-// close. The fuzzer's bytes are what a client sends on a fresh connection and what the
+// the TLS transport after its handshake (records, close_notify), ServerSession, the HTTP/1
+// codecs, ProxyStream, the upstream pool and its queue, tunnels, timeouts and the close. The fuzzer's bytes are what a client sends on a fresh connection and what the
 // application answers to each request head it receives. Everything runs on real sockets on
 // 127.0.0.1: one worker, and an application of the harness's own on a thread of its own.
 //
@@ -9,6 +9,8 @@
 //   flags & 7   the size of the client's writes (readSize)
 //   flags & 8   the client keeps its side open (else it shuts it down after writing)
 //   flags & 16  the application closes its connection after answering (else keeps it open)
+//   flags & 32  the client speaks TLS 1.3 to a TLS listener (each write one record; the
+//               half-close is close_notify, then FIN)
 //
 // Invariants, besides no crash, leak or sanitizer report:
 //   - what the client receives is HTTP from its first byte: a status line;
@@ -17,6 +19,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -157,12 +160,15 @@ class ScriptedApp {
   bool close_after_ = false;
 };
 
-// One server and one application for the whole run: starting them costs more than an input.
+// One server (a plain and a TLS listener) and one application for the whole run: starting them
+// costs more than an input.
 struct Harness {
-  Harness() {
+  Harness() : cert(testing::makeSelfSignedCertificate(dir)) {
     event::setLogLevel(event::LogLevel::kOff);
     server::ServerConfig config =
         testing::TestServer::simpleConfig("127.0.0.1:" + std::to_string(app.port()));
+    server::ServerConfig tls = testing::TestServer::simpleConfig("127.0.0.1:1", &cert);
+    config.listeners.push_back(tls.listeners[0]);
     // Short enough that an input waiting on one stays cheap.
     config.clusters[0].response_timeout = milliseconds(100);
     config.clusters[0].connect_timeout = milliseconds(500);
@@ -171,27 +177,81 @@ struct Harness {
     config.clusters[0].max_connections = 2;
     config.clusters[0].queue_timeout = milliseconds(100);
     server = std::make_unique<testing::TestServer>(config);
+    client_tls = SSL_CTX_new(TLS_client_method());
+    SSL_CTX_set_verify(client_tls, SSL_VERIFY_NONE, nullptr);
+    SSL_CTX_set_min_proto_version(client_tls, TLS1_3_VERSION);
   }
+  ~Harness() { SSL_CTX_free(client_tls); }
+  testing::TempDir dir;
+  testing::TestCertificate cert;
   ScriptedApp app;
   std::unique_ptr<testing::TestServer> server;
+  SSL_CTX* client_tls = nullptr;
 };
 
-// Reads what the server sends until it closes, the connection has been quiet for `quiet`, or
-// one second has passed.
-std::string readAll(int fd, milliseconds quiet) {
-  std::string out;
-  const Clock::time_point deadline = Clock::now() + std::chrono::seconds(1);
-  char buf[16384];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return out;
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(std::min(left, quiet).count())) <= 0) return out;
-    const ssize_t n = recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) return out;
-    out.append(buf, static_cast<size_t>(n));
+// The fuzzing client's connection: plain, or TLS over a handshake done before the input's bytes.
+class Client {
+ public:
+  Client(uint16_t port, SSL_CTX* tls) {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    FUZZ_CHECK(fd_ >= 0, "socket");
+    sockaddr_in to{};
+    to.sin_family = AF_INET;
+    to.sin_port = htons(port);
+    to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    FUZZ_CHECK(connect(fd_, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0, "connect");
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (tls != nullptr) {
+      ssl_ = SSL_new(tls);
+      SSL_set_fd(ssl_, fd_);
+      FUZZ_CHECK(SSL_connect(ssl_) == 1, "the TLS handshake with the server failed");
+    }
   }
-}
+  ~Client() {
+    SSL_free(ssl_);
+    close(fd_);
+  }
+  // False once the server has closed (a bad request): the rest is not sent.
+  bool send(std::string_view piece) {
+    if (ssl_ != nullptr) {
+      return SSL_write(ssl_, piece.data(), static_cast<int>(piece.size())) ==
+             static_cast<int>(piece.size());
+    }
+    return ::send(fd_, piece.data(), piece.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(piece.size());
+  }
+  void halfClose() {
+    if (ssl_ != nullptr) SSL_shutdown(ssl_);  // close_notify
+    shutdown(fd_, SHUT_WR);
+  }
+  // What the server sends until it closes, the connection has been quiet for `quiet`, or one
+  // second has passed.
+  std::string readAll(milliseconds quiet) {
+    std::string out;
+    const Clock::time_point deadline = Clock::now() + std::chrono::seconds(1);
+    char buf[16384];
+    for (;;) {
+      const auto left = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return out;
+      if (ssl_ == nullptr || SSL_pending(ssl_) == 0) {
+        pollfd p{fd_, POLLIN, 0};
+        if (poll(&p, 1, static_cast<int>(std::min(left, quiet).count())) <= 0) return out;
+      }
+      const ssize_t n = ssl_ != nullptr ? SSL_read(ssl_, buf, sizeof(buf))
+                                        : recv(fd_, buf, sizeof(buf), 0);
+      if (n > 0) {
+        out.append(buf, static_cast<size_t>(n));
+      } else if (ssl_ == nullptr || SSL_get_error(ssl_, static_cast<int>(n)) != SSL_ERROR_WANT_READ) {
+        return out;  // the end, or an error
+      }
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  SSL* ssl_ = nullptr;
+};
 
 }  // namespace
 }  // namespace connwarden
@@ -199,8 +259,10 @@ std::string readAll(int fd, milliseconds quiet) {
 // LeakSanitizer checks before the static harness is destroyed (libFuzzer runs it at the end of
 // a run), while the server's worker still runs. That worker's OpenSSL state (its random
 // generator and error queue, made by warmUpTlsForThisThread) is then held only through a
-// pthread key, where LeakSanitizer does not look, and would be reported as leaked. This target
-// is plain HTTP and makes no OpenSSL object of its own, so nothing of ours is hidden.
+// pthread key, where LeakSanitizer does not look, and would be reported as leaked. OpenSSL's
+// frames end the stacks it reports (no frame pointers), so the suppression is the whole
+// library: a TLS object our code failed to free is caught by the TLS tests under
+// `make test-asan`, which check for leaks after the server has stopped.
 extern "C" const char* __lsan_default_suppressions() { return "leak:libcrypto.so\n"; }
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -214,28 +276,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string_view answer = rest.substr(client.size());
   harness.app.setScript(std::string(answer), (flags & 16) != 0);
 
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  FUZZ_CHECK(fd >= 0, "socket");
-  sockaddr_in to{};
-  to.sin_family = AF_INET;
-  to.sin_port = htons(harness.server->port());
-  to.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  FUZZ_CHECK(connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) == 0, "connect");
-  const int one = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  const size_t step = fuzz::readSize(flags, client.size());
-  for (size_t at = 0; at < client.size(); at += step) {
-    const std::string_view piece = client.substr(at, step);
-    // The server may have closed already (a bad request): the rest is not sent.
-    if (send(fd, piece.data(), piece.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(piece.size()))
-      break;
+  {
+    const bool tls = (flags & 32) != 0;
+    Client connection(harness.server->port(tls ? 1 : 0), tls ? harness.client_tls : nullptr);
+    const size_t step = fuzz::readSize(flags, client.size());
+    for (size_t at = 0; at < client.size(); at += step) {
+      if (!connection.send(client.substr(at, step))) break;
+    }
+    const bool half_close = (flags & 8) == 0;
+    if (half_close) connection.halfClose();
+    const std::string received = connection.readAll(milliseconds(half_close ? 150 : 5));
+    FUZZ_CHECK(received.empty() || received.rfind("HTTP/1.1 ", 0) == 0,
+               "the client got bytes that are not a response: " + received.substr(0, 64));
   }
-  const bool half_close = (flags & 8) == 0;
-  if (half_close) shutdown(fd, SHUT_WR);
-  const std::string received = readAll(fd, milliseconds(half_close ? 150 : 5));
-  FUZZ_CHECK(received.empty() || received.rfind("HTTP/1.1 ", 0) == 0,
-             "the client got bytes that are not a response: " + received.substr(0, 64));
-  close(fd);
 
   // The connection leaves the server soon after the client is gone; or, if the server still
   // waits on the application (a response until close that stalls: the client's FIN alone does
