@@ -17,6 +17,7 @@
 //   - the connection is gone from the server soon after the client closes it, or at most 3 s
 //     after the application closes its connections too (no hang, no connection left behind).
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/ssl.h>
@@ -206,6 +207,9 @@ class Client {
       ssl_ = SSL_new(tls);
       SSL_set_fd(ssl_, fd_);
       FUZZ_CHECK(SSL_connect(ssl_) == 1, "the TLS handshake with the server failed");
+      // From here the socket does not block: a blocking SSL_read would wait past the session
+      // tickets for application data that may never come.
+      FUZZ_CHECK(fcntl(fd_, F_SETFL, fcntl(fd_, F_GETFL) | O_NONBLOCK) == 0, "fcntl");
     }
   }
   ~Client() {
@@ -215,8 +219,16 @@ class Client {
   // False once the server has closed (a bad request): the rest is not sent.
   bool send(std::string_view piece) {
     if (ssl_ != nullptr) {
-      return SSL_write(ssl_, piece.data(), static_cast<int>(piece.size())) ==
-             static_cast<int>(piece.size());
+      const Clock::time_point deadline = Clock::now() + std::chrono::seconds(1);
+      for (;;) {
+        const int n = SSL_write(ssl_, piece.data(), static_cast<int>(piece.size()));
+        if (n == static_cast<int>(piece.size())) return true;
+        if (SSL_get_error(ssl_, n) != SSL_ERROR_WANT_WRITE || Clock::now() >= deadline) {
+          return false;
+        }
+        pollfd p{fd_, POLLOUT, 0};
+        poll(&p, 1, 10);
+      }
     }
     return ::send(fd_, piece.data(), piece.size(), MSG_NOSIGNAL) ==
            static_cast<ssize_t>(piece.size());
