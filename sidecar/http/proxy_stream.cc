@@ -73,6 +73,9 @@ void ProxyStream::sendToUpstream() {
 }
 
 void ProxyStream::onUpstreamReady(UpstreamClient* client) {
+  // From the pool's queue this runs from the loop: what the request makes is still its
+  // client connection's.
+  event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   queued_ = false;
   upstream_ = client;
   upstream_->encodeHeaders(*head_);
