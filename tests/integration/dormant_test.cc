@@ -17,7 +17,11 @@ using network::CloseReason;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 constexpr milliseconds kCall{2000};
+// A timer may not fire early by more than the clock's steps, but it may fire late when both
+// cores are busy (CI runs the sanitizer build beside others): early is a bug, late by a little
+// is the machine. The late bound still tells one timeout from another.
 constexpr milliseconds kTolerance{50};
+constexpr milliseconds kLateTolerance{250};
 
 milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
@@ -131,7 +135,7 @@ TEST_P(DormantTest, IdleTimeoutFiresWhileAsleep) {
   ASSERT_TRUE(waitDormant(*server));
   ASSERT_TRUE(client->waitForClose(milliseconds(3000)));
   EXPECT_GE(since(start), milliseconds(400) - kTolerance);
-  EXPECT_LE(since(start), milliseconds(400) + kTolerance);
+  EXPECT_LE(since(start), milliseconds(400) + kLateTolerance);
   EXPECT_TRUE(waitFor([&] { return server->closes(CloseReason::kIdleTimeout) == 1; }));
   EXPECT_EQ(server->connectionCount(), 0u);
 }
@@ -146,7 +150,7 @@ TEST_P(DormantTest, MaxAgeDrainsItWhileAsleep) {
   ASSERT_TRUE(waitDormant(*server));
   ASSERT_TRUE(client->waitForClose(milliseconds(3000)));
   EXPECT_GE(since(start), milliseconds(500) - kTolerance);
-  EXPECT_LE(since(start), milliseconds(500) + kTolerance);
+  EXPECT_LE(since(start), milliseconds(500) + kLateTolerance);
   EXPECT_TRUE(waitFor([&] { return server->closes(CloseReason::kMaxAge) == 1; }));
 }
 
@@ -161,7 +165,7 @@ TEST_P(DormantTest, HeaderTimeoutBoundsASilentConnectionThatFellAsleep) {
   ASSERT_TRUE(waitDormant(*server));
   ASSERT_TRUE(client->waitForClose(milliseconds(3000)));
   EXPECT_GE(since(start), milliseconds(400) - kTolerance);
-  EXPECT_LE(since(start), milliseconds(400) + kTolerance);
+  EXPECT_LE(since(start), milliseconds(400) + kLateTolerance);
   EXPECT_TRUE(waitFor([&] { return server->closes(CloseReason::kHeaderTimeout) == 1; }));
 }
 
@@ -210,14 +214,15 @@ TEST_P(DormantTest, APolicyChangeReachesItWhileAsleep) {
   ASSERT_TRUE(request(*client));
   const auto idle_start = Clock::now();
   ASSERT_TRUE(waitDormant(*server));
-  std::this_thread::sleep_for(milliseconds(100));
+  // Long enough that a clock started at the change (1000 ms) is past the late bound (850 ms).
+  std::this_thread::sleep_for(milliseconds(400));
   http::RoutePolicy shorter = sleepy();
   shorter.idle_timeout = milliseconds(600);
   ASSERT_TRUE(server->server().control().setPolicy("default", shorter).ok());
   ASSERT_TRUE(client->waitForClose(milliseconds(3000)));
   // The idle clock started at the response, not at the change.
   EXPECT_GE(since(idle_start), milliseconds(600) - kTolerance);
-  EXPECT_LE(since(idle_start), milliseconds(600) + kTolerance);
+  EXPECT_LE(since(idle_start), milliseconds(600) + kLateTolerance);
   EXPECT_TRUE(waitFor([&] { return server->closes(CloseReason::kIdleTimeout) == 1; }));
 }
 

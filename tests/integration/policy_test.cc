@@ -12,7 +12,11 @@ namespace {
 using network::CloseReason;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
+// A timer may not fire early by more than the clock's steps, but it may fire late when both
+// cores are busy (CI runs the sanitizer build beside others): early is a bug, late by a little
+// is the machine. The late bound still tells one timeout from another.
 constexpr milliseconds kTolerance{50};
+constexpr milliseconds kLateTolerance{250};
 
 milliseconds since(Clock::time_point start) {
   return std::chrono::duration_cast<milliseconds>(Clock::now() - start);
@@ -70,7 +74,7 @@ class PolicyTest : public ::testing::Test {
     ASSERT_TRUE(client.waitForClose(expected + milliseconds(2000)));
     const milliseconds took = since(start);
     EXPECT_GE(took, expected - kTolerance);
-    EXPECT_LE(took, expected + kTolerance);
+    EXPECT_LE(took, expected + kLateTolerance);
     EXPECT_TRUE(waitFor([&] { return server.closes(reason) == 1; }))
         << "no close with reason " << network::closeReasonName(reason);
   }
@@ -156,7 +160,7 @@ TEST_F(PolicyTest, WriteTimeout) {
                       milliseconds(2000)));
   const milliseconds took = since(start);
   EXPECT_GE(took, milliseconds(300) - kTolerance);
-  EXPECT_LE(took, milliseconds(300) + kTolerance + milliseconds(20));
+  EXPECT_LE(took, milliseconds(300) + kLateTolerance + milliseconds(20));
 }
 
 TEST_F(PolicyTest, MaxConnectionAgeDrainsAnIdleConnection) {
@@ -252,7 +256,7 @@ TEST_F(PolicyTest, HibernateAfter) {
   }));
   const milliseconds took = since(start);
   EXPECT_GE(took, milliseconds(300) - kTolerance);
-  EXPECT_LE(took, milliseconds(300) + kTolerance);
+  EXPECT_LE(took, milliseconds(300) + kLateTolerance);
   // Hibernating is not closing: the idle timeout still runs, and a request wakes it.
   ASSERT_TRUE(client.send(getRequest("/")));
   auto response = client.readResponse();
