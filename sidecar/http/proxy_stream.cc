@@ -133,6 +133,15 @@ void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
   event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   if (end_stream) response_complete_ = true;
   encoder_.encodeData(data, end_stream);  // may complete the stream
+  if (upstream_ != nullptr && !response_complete_) {
+    // Take from the application no more than the client's buffer has room for below its
+    // watermark (8 KiB at least): reading stops at the watermark, and the read that crosses
+    // it then adds little. A slow client holds about the watermark, not twice it.
+    constexpr size_t kMinRead = 8 * 1024;
+    const size_t unsent = session_.connection().unsentBytes();
+    const size_t high = session_.listener().buffer_high_watermark;
+    upstream_->connection().setReadLimit(unsent + kMinRead < high ? high - unsent : kMinRead);
+  }
 }
 
 void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {

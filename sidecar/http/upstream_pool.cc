@@ -344,6 +344,7 @@ void UpstreamPool::release(UpstreamClient* client) {
   CW_ASSERT(active_ > 0);
   --active_;
   client->connection_->setMemoryAccount(account_);
+  client->connection_->setReadLimit(network::Connection::kMaxReadPerEvent);
   client->callbacks_ = nullptr;
   client->awaiting_response_ = false;
   client->reads_paused_ = false;

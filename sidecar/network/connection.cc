@@ -15,7 +15,6 @@ namespace {
 // How long a closing connection may take to flush its output and see the peer's FIN.
 constexpr std::chrono::milliseconds kClosingTimeout{5000};
 // Bytes read per readiness event before yielding to other connections.
-constexpr uint64_t kMaxReadPerEvent = 64 * 1024;
 }  // namespace
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport)
@@ -149,9 +148,9 @@ void Connection::completeRecv(const char* data, ssize_t result) {
     return;
   }
   if (result == static_cast<ssize_t>(event::IoBatch::kRecvSlot) &&
-      io.action == PostIoAction::kKeepOpen && !io.end_stream) {
+      io.action == PostIoAction::kKeepOpen && !io.end_stream && io.bytes < read_limit_) {
     // The slot is full: more may be waiting. Read on from the socket now.
-    const IoResult more = transport_->doRead(read_buffer_, kMaxReadPerEvent - io.bytes);
+    const IoResult more = transport_->doRead(read_buffer_, read_limit_ - io.bytes);
     io.bytes += more.bytes;
     io.action = more.action;
     io.end_stream = more.end_stream;

@@ -11,6 +11,7 @@
 // own callbacks.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -111,6 +112,11 @@ class Connection : public event::DeferredDeletable,
   DetachedSocket detachSocket();
   // The write buffer's high watermark; the low one is half of it.
   void setBufferLimits(uint32_t high_watermark);
+  // The most one read event takes from the socket, at least the batch's first slot: an owner
+  // that relays into a buffer near its watermark reads less, so that the other side holds
+  // little more than the watermark (not twice it). Default, and the most: 64 KiB.
+  static constexpr uint64_t kMaxReadPerEvent = 64 * 1024;
+  void setReadLimit(uint64_t bytes) { read_limit_ = std::min(bytes, kMaxReadPerEvent); }
   bool aboveHighWatermark() const { return above_high_watermark_; }
 
   Buffer& readBuffer() { return read_buffer_; }
@@ -176,6 +182,7 @@ class Connection : public event::DeferredDeletable,
   CloseReason close_reason_ = CloseReason::kNone;
   uint32_t read_disable_count_ = 0;
   uint32_t high_watermark_ = 64 * 1024;
+  uint64_t read_limit_ = kMaxReadPerEvent;
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   bool above_high_watermark_ = false;

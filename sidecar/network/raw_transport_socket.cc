@@ -14,7 +14,8 @@ IoResult RawTransportSocket::doRead(Buffer& buffer, uint64_t max_bytes) {
     // Up to 16 KiB per read(2) (Buffer::kReadSlice): enough for a request head; bigger bodies
     // take several, up to max_bytes.
     iovec slices[2];
-    const int n = buffer.reserve(Buffer::kReadSlice, slices, 2);
+    const int n =
+        buffer.reserve(std::min<uint64_t>(Buffer::kReadSlice, max_bytes - result.bytes), slices, 2);
     size_t reserved = 0;
     for (int i = 0; i < n; ++i) reserved += slices[i].iov_len;
     ssize_t rc;
