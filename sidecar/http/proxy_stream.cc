@@ -15,10 +15,7 @@ ProxyStream::~ProxyStream() {
 }
 
 void ProxyStream::stopWaiting() {
-  if (queued_) {
-    pool_->cancelWait(*this);
-    queued_ = false;
-  }
+  if (waitingForConnection()) pool_->cancelWait(*this);
   if (paused_while_queued_) {
     paused_while_queued_ = false;
     session_.readDisableDownstream(false);
@@ -64,7 +61,6 @@ void ProxyStream::sendToUpstream() {
       onUpstreamReady(client);
       return;
     case UpstreamPool::Acquired::kQueued:
-      queued_ = true;
       return;
     case UpstreamPool::Acquired::kQueueFull:
       onUpstreamFailure(UpstreamFailure::kQueueFull);
@@ -76,7 +72,6 @@ void ProxyStream::onUpstreamReady(UpstreamClient* client) {
   // From the pool's queue this runs from the loop: what the request makes is still its
   // client connection's.
   event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
-  queued_ = false;
   upstream_ = client;
   upstream_->encodeHeaders(*head_);
   if (!queued_body_.empty() || queued_end_) {
@@ -89,7 +84,7 @@ void ProxyStream::onUpstreamReady(UpstreamClient* client) {
 }
 
 void ProxyStream::decodeData(network::Buffer& data, bool end_stream) {
-  if (queued_) {
+  if (waitingForConnection()) {
     queued_body_.move(data);
     if (end_stream) request_complete_ = queued_end_ = true;
     if (!paused_while_queued_ &&
@@ -147,7 +142,6 @@ void ProxyStream::decodeResponseData(network::Buffer& data, bool end_stream) {
 void ProxyStream::onUpstreamFailure(UpstreamFailure failure) {
   event::MemoryAccount::Scope scope(session_.connection().memoryAccount());
   const bool reused = upstream_ != nullptr && upstream_->reused();
-  queued_ = false;  // a queue failure: the pool has taken it out already
   stopWaiting();
   queued_body_.drain(queued_body_.length());
   releaseUpstream();

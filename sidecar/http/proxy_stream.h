@@ -68,8 +68,7 @@ class ProxyStream : public RequestDecoder,
   UpstreamPool* pool_ = nullptr;
   UpstreamClient* upstream_ = nullptr;
   network::Buffer queued_body_;  // body bytes that came while waiting for a connection
-  bool queued_ = false;          // in the pool's queue
-  bool queued_end_ = false;      // ... and the request's end came too
+  bool queued_end_ = false;      // the request's end came while waiting too
   bool paused_while_queued_ = false;
   bool request_complete_ = false;
   bool body_started_ = false;  // body bytes went upstream: no retry possible

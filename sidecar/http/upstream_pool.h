@@ -55,6 +55,10 @@ class UpstreamCallbacks : public ResponseDecoder {
   // A queued request's turn: `client` is bound to these callbacks, as acquire() would return it.
   virtual void onUpstreamReady(UpstreamClient* client) = 0;
 
+ protected:
+  // In a pool's queue (acquire() said kQueued, and neither its turn nor its failure came yet).
+  bool waitingForConnection() const { return queued_; }
+
  private:
   friend class UpstreamPool;
   // While queued: links in the pool's queue (intrusive: waiting allocates nothing).

@@ -14,7 +14,6 @@ namespace connwarden::network {
 namespace {
 // How long a closing connection may take to flush its output and see the peer's FIN.
 constexpr std::chrono::milliseconds kClosingTimeout{5000};
-// Bytes read per readiness event before yielding to other connections.
 }  // namespace
 
 Connection::Connection(event::Dispatcher& dispatcher, int fd, TransportSocketPtr transport)

@@ -19,6 +19,7 @@ absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& confi
     return absl::InvalidArgumentError(
         absl::StrCat("concurrency: must be 1..", conn::kMaxWorkers, ", not ", concurrency));
   }
+  if (absl::Status s = checkForWorkers(config, concurrency); !s.ok()) return s;
   std::map<std::string, http::RoutePolicy> stored;
   conn::ConnectionControl::PersistFn persist;
   if (!state_dir.empty()) {
@@ -74,10 +75,6 @@ absl::StatusOr<std::unique_ptr<Server>> Server::create(const ServerConfig& confi
     server->listeners_.push_back(std::move(shared));
   }
 
-  if (absl::Status s = checkForWorkers(config, concurrency); !s.ok()) {
-    close_all();
-    return s;
-  }
   std::vector<network::ListenerShared*> shared_ptrs;
   for (auto& shared : server->listeners_) shared_ptrs.push_back(shared.get());
   std::vector<conn::ConnectionControl::WorkerHandle> handles;

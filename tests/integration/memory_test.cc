@@ -5,7 +5,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <thread>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "sidecar/event/memory_account.h"
@@ -282,19 +284,32 @@ INSTANTIATE_TEST_SUITE_P(PlainAndTls, HibernateTest, ::testing::Bool(),
 TEST(SlowReaderTest, HoldsLittleMoreThanTheWatermark) {
   DemoApp app;
   TestServer server(TestServer::simpleConfig(app.address()));
-  TestClient client(server.port(), false, "", /*receive_buffer=*/16 * 1024);
-  ASSERT_TRUE(client.send(getRequest("/bytes?n=" + std::to_string(20 << 20))));
-  size_t received = 0;
-  const auto until = std::chrono::steady_clock::now() + milliseconds(800);
-  while (std::chrono::steady_clock::now() < until) {
-    received += client.readSome(4096).size();
-    std::this_thread::sleep_for(milliseconds(1));
+  // A peak counts the buffers' allocated chains, not only their bytes, and a busy machine can
+  // add a slice to one download: the median of three is what the read sizing decides.
+  std::vector<int64_t> peaks;
+  for (int i = 0; i < 3; ++i) {
+    {
+      // Closed with the response unread (a reset) at the end of the block.
+      TestClient client(server.port(), false, "", /*receive_buffer=*/16 * 1024);
+      ASSERT_TRUE(client.send(getRequest("/bytes?n=" + std::to_string(20 << 20))));
+      size_t received = 0;
+      const auto until = std::chrono::steady_clock::now() + milliseconds(800);
+      while (std::chrono::steady_clock::now() < until) {
+        received += client.readSome(4096).size();
+        std::this_thread::sleep_for(milliseconds(1));
+      }
+      EXPECT_GT(received, 256u * 1024);
+      const auto snapshot = onlyConnection(server);
+      ASSERT_TRUE(snapshot.has_value());
+      peaks.push_back(snapshot->memory.peak);
+    }
+    ASSERT_TRUE(waitFor([&] { return server.connectionCount() == 0; }));
   }
-  EXPECT_GT(received, 256u * 1024);
-  const auto snapshot = onlyConnection(server);
-  ASSERT_TRUE(snapshot.has_value());
-  // Measured: 76-85 KiB; 104-144 KiB when every read took up to 64 KiB.
-  EXPECT_LE(snapshot->memory.peak, (64 + 32) * 1024) << "the watermark is 64 KiB";
+  // Measured: 76-87 KiB, once 96 KiB under a parallel ctest; 104-144 KiB when every read
+  // took up to 64 KiB.
+  std::sort(peaks.begin(), peaks.end());
+  EXPECT_LE(peaks[1], (64 + 32) * 1024) << "the watermark is 64 KiB; peaks " << peaks[0] << ", "
+                                        << peaks[1] << ", " << peaks[2];
 }
 
 TEST(ChurnTest, ManyConnectionsLeaveRegistryEmptyAndHeapFlat) {
